@@ -1,0 +1,1 @@
+"""kiosk-edge daemon: capture, quality, extraction, templates, outbox, publishing."""

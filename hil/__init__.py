@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop harness: scanner simulator, synthetic fingers, reference hub, faults."""
