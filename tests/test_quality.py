@@ -1,0 +1,59 @@
+"""Quality gate: blank, small and faint images are rejected with their reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.config import QualityConfig
+from edge.quality import Rejection, assess, with_minutiae_check
+
+CONFIG = QualityConfig()
+
+
+def ridges(height: int = 288, width: int = 256, amplitude: float = 100.0) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width]
+    wave = np.sin(2 * np.pi * (xx * 0.8 + yy * 0.6) / 9.0)
+    return np.clip(128 + amplitude * wave, 0, 255).astype(np.uint8)
+
+
+def test_a_full_clear_print_passes_with_a_high_score() -> None:
+    report = assess(ridges(), CONFIG)
+    assert report.accepted
+    assert report.score >= 80
+    assert report.foreground_fraction > 0.9
+
+
+def test_an_empty_sensor_is_rejected_as_blank() -> None:
+    report = assess(np.full((288, 256), 240, np.uint8), CONFIG)
+    assert report.rejection is Rejection.BLANK
+    assert report.score == 0
+
+
+def test_a_fingertip_touching_a_corner_is_rejected_for_small_area() -> None:
+    image = np.full((288, 256), 230, np.uint8)
+    image[:48, :64] = ridges()[:48, :64]
+    assert assess(image, CONFIG).rejection is Rejection.SMALL_AREA
+
+
+def test_faint_ridges_are_rejected_for_low_contrast() -> None:
+    assert assess(ridges(amplitude=8.0), CONFIG).rejection is Rejection.LOW_CONTRAST
+
+
+def test_the_score_grows_with_contrast() -> None:
+    scores = [assess(ridges(amplitude=a), CONFIG).score for a in (15, 30, 60, 120)]
+    assert scores == sorted(scores)
+    assert scores[0] < scores[-1]
+
+
+def test_too_few_minutiae_turns_an_accepted_image_into_a_rejection() -> None:
+    report = assess(ridges(), CONFIG)
+    assert with_minutiae_check(report, CONFIG.min_minutiae, CONFIG).accepted
+    late = with_minutiae_check(report, CONFIG.min_minutiae - 1, CONFIG)
+    assert late.rejection is Rejection.FEW_MINUTIAE
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (300,), (10, 400)])
+def test_images_too_small_or_not_2d_are_a_clear_error(shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="2-D grey image"):
+        assess(np.zeros(shape, np.uint8), CONFIG)
