@@ -77,10 +77,10 @@ class ModelConfig(_Section):
 
 
 class CaptureConfig(_Section):
-    impression_type: Annotated[int, Field(ge=0, le=9)] = 0
+    """How captures are taken and what template format goes on the wire."""
+
     template_format: Literal["iso19794-2:2005"] = "iso19794-2:2005"
     finger_timeout: Annotated[float, Field(gt=0, le=10)] = 0.5
-    max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
 
 
 class Settings(BaseSettings):
