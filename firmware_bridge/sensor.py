@@ -119,7 +119,8 @@ def register_sensor(kind: str, factory: SensorFactory) -> None:
 
 def make_sensor(kind: str, **settings: Any) -> Sensor:
     """Build (not open) the sensor named by ``kind`` ("serial", later "usb") with its settings."""
-    # Importing the implementations registers them; done here so importing the interface stays light.
+    # Importing the implementations registers them; done here so importing the interface stays
+    # light.
     from firmware_bridge import zfm_serial  # noqa: F401
 
     try:
