@@ -1,0 +1,1 @@
+"""Simulated ZFM / R30x fingerprint scanner on a pseudo-terminal: scripted fingers, faults."""

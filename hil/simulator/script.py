@@ -1,0 +1,167 @@
+"""Which finger is on the simulated glass, advanced by what the host has done, not by a clock.
+
+A placement stays on the sensor until the host has uploaded an image of it; the finger is then
+lifted, and the next one is put down only after the host has seen the empty sensor (a GenImg
+answered "no finger"), as an officer moving a subject's hand would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from firmware_bridge.zfm_protocol import IMAGE_HEIGHT, IMAGE_WIDTH
+
+ImageSource = Callable[[int], npt.NDArray[np.uint8]]
+"""Placement number (0, 1, 2, ...) -> grey image of any size."""
+
+IMAGE_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".bmp", ".pgm", ".jpg", ".jpeg"})
+# What the sensor shows where there is no finger: optical live-scan background is light.
+BACKGROUND = 255
+
+
+def fit_image(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Centre ``image`` on the 256 x 288 sensor: crop what overhangs, pad with background.
+
+    Cropping, not scaling, keeps the print at its own resolution, as a small sensor would see it.
+    """
+    if image.ndim != 2 or image.dtype != np.uint8:
+        raise ValueError(f"finger image must be 2-D uint8, got {image.dtype} {image.shape}")
+    out = np.full((IMAGE_HEIGHT, IMAGE_WIDTH), BACKGROUND, dtype=np.uint8)
+    src_y, dst_y, rows = _centre(image.shape[0], IMAGE_HEIGHT)
+    src_x, dst_x, cols = _centre(image.shape[1], IMAGE_WIDTH)
+    window = image[src_y : src_y + rows, src_x : src_x + cols]
+    out[dst_y : dst_y + rows, dst_x : dst_x + cols] = window
+    return out
+
+
+def _centre(size: int, target: int) -> tuple[int, int, int]:
+    """(source start, destination start, extent) that centres ``size`` in ``target``."""
+    if size >= target:
+        return (size - target) // 2, 0, target
+    return 0, (target - size) // 2, size
+
+
+class DirectoryImages:
+    """Image files from a directory in name order, repeated as often as asked."""
+
+    def __init__(self, directory: Path) -> None:
+        self._paths = sorted(
+            p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not self._paths:
+            raise ValueError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {directory}")
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __call__(self, index: int) -> npt.NDArray[np.uint8]:
+        with Image.open(self._paths[index % len(self._paths)]) as image:
+            return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One finger put on the glass; ``number`` counts placements from 0."""
+
+    number: int
+    pixels: npt.NDArray[np.uint8]  # 288 x 256
+
+
+class FingerScript:
+    """A queue of placements: explicit ones from :meth:`place` first, then from ``source``.
+
+    ``limit`` caps how many placements ``source`` provides (None: as many as the host takes).
+    Thread-safe: a test may queue fingers while the device serves the host.
+    """
+
+    def __init__(self, source: ImageSource | None = None, limit: int | None = None) -> None:
+        self._source = source
+        self._limit = limit
+        self._taken_from_source = 0
+        self._queued: deque[npt.NDArray[np.uint8]] = deque()
+        self._lock = threading.Lock()
+        self._current: Placement | None = None
+        self._lift_unseen = False
+        self._placed = 0
+        self._lifts_seen = 0
+
+    def place(self, image: npt.NDArray[np.uint8]) -> None:
+        fitted = fit_image(image)
+        with self._lock:
+            self._queued.append(fitted)
+
+    @property
+    def placed(self) -> int:
+        """How many fingers have been put down so far."""
+        with self._lock:
+            return self._placed
+
+    @property
+    def lifts_seen(self) -> int:
+        """How many lifts the host has observed."""
+        with self._lock:
+            return self._lifts_seen
+
+    def touch(self) -> Placement | None:
+        """What the sensor sees at a GenImg: the finger on the glass, or None."""
+        with self._lock:
+            if self._current is None and not self._lift_unseen:
+                self._current = self._next_placement()
+            if self._current is not None:
+                return self._current
+            if self._lift_unseen:
+                self._lift_unseen = False
+                self._lifts_seen += 1
+            return None
+
+    def uploaded(self, number: int) -> None:
+        """The host has the image of placement ``number``: that finger is lifted."""
+        with self._lock:
+            if self._current is not None and self._current.number == number:
+                self._current = None
+                self._lift_unseen = True
+
+    def _next_placement(self) -> Placement | None:
+        if self._queued:
+            pixels = self._queued.popleft()
+        elif self._source is not None and (
+            self._limit is None or self._taken_from_source < self._limit
+        ):
+            pixels = fit_image(self._source(self._taken_from_source))
+            self._taken_from_source += 1
+        else:
+            return None
+        placement = Placement(self._placed, pixels)
+        self._placed += 1
+        return placement
+
+
+class RidgeImages:
+    """Plain synthetic prints: concentric sinusoidal ridges in an elliptical finger outline.
+
+    A stand-in when no real images or generator are given; each placement differs (centre,
+    ridge period) in a way fixed by ``seed``.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self._seed = seed
+
+    def __call__(self, index: int) -> npt.NDArray[np.uint8]:
+        rng = np.random.default_rng((self._seed, index))
+        y, x = np.mgrid[0:IMAGE_HEIGHT, 0:IMAGE_WIDTH].astype(np.float32)
+        cy = IMAGE_HEIGHT * rng.uniform(0.4, 0.6)
+        cx = IMAGE_WIDTH * rng.uniform(0.4, 0.6)
+        period = rng.uniform(8.0, 11.0)  # pixels at 500 ppi
+        radius = np.hypot((y - cy) * 0.9, x - cx)
+        ridges = 0.5 + 0.5 * np.cos(2 * np.pi * radius / period)
+        inside = ((y - cy) / (IMAGE_HEIGHT * 0.42)) ** 2 + ((x - cx) / (IMAGE_WIDTH * 0.4)) ** 2 < 1
+        grey = np.where(inside, 40 + 180 * (1 - ridges), BACKGROUND)
+        return grey.astype(np.uint8)
