@@ -1,0 +1,269 @@
+"""ISO/IEC 19794-2:2005 finger minutiae record: strict decoder and byte-exact encoder.
+
+Layout (all integers big endian):
+record header (24 bytes): ``FMR\\0``, `` 20\\0``, total length (4), capture equipment
+compliance (4 bits) + id (12 bits), width (2), height (2), x/y resolution in pixels per cm
+(2 + 2), number of finger views (1), reserved (1);
+per view: finger position (1), view number (4 bits) + impression type (4 bits), finger quality
+(1), minutiae count (1), minutiae (6 bytes each: type (2 bits) + x (14 bits), reserved (2 bits)
++ y (14 bits), angle (1, 256 units per turn, counter-clockwise), quality (1)), extended data
+length (2), extended data blocks (type (2), length of the data that follows (2), data).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from edge.templates.errors import TemplateFormatError, TemplateValueError
+
+MAGIC = b"FMR\x00"
+VERSION = b" 20\x00"
+HEADER_SIZE = 24
+VIEW_HEADER_SIZE = 4
+MINUTIA_SIZE = 6
+EXTENDED_BLOCK_HEADER_SIZE = 4
+MAX_COORDINATE = 0x3FFF
+MAX_QUALITY = 100
+MAX_FINGER_POSITION = 10
+IMPRESSION_TYPES = frozenset({0, 1, 2, 3, 8})
+MINUTIA_TYPES = frozenset({0, 1, 2})  # other, ridge ending, bifurcation; 3 is reserved
+
+
+@dataclass(frozen=True)
+class IsoMinutia:
+    """One minutia as stored: integer pixels, angle in 1/256 turn, type code 0/1/2."""
+
+    kind: int
+    x: int
+    y: int
+    angle: int
+    quality: int
+
+
+@dataclass(frozen=True)
+class ExtendedDataBlock:
+    """An extended data block kept as raw bytes (1 ridge counts, 2 cores/deltas, 3 zonal)."""
+
+    type_id: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class FingerView:
+    finger_position: int
+    view_number: int
+    impression_type: int
+    finger_quality: int
+    minutiae: tuple[IsoMinutia, ...] = ()
+    extended_data: tuple[ExtendedDataBlock, ...] = ()
+
+
+@dataclass(frozen=True)
+class FingerMinutiaeRecord:
+    width: int
+    height: int
+    x_resolution: int  # pixels per cm; 197 is 500 ppi
+    y_resolution: int
+    views: tuple[FingerView, ...] = field(default=())
+    equipment_compliance: int = 0  # the top 4 bits; bit 3 (0x8) is Appendix F certification
+    equipment_id: int = 0
+
+
+class _Reader:
+    """Cursor over the record that reports the offset and field of every failure."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.offset = 0
+
+    def take(self, size: int, name: str) -> bytes:
+        end = self.offset + size
+        if end > len(self.data):
+            raise TemplateFormatError(
+                self.offset,
+                name,
+                f"truncated: need {size} bytes, {len(self.data) - self.offset} left",
+            )
+        chunk = self.data[self.offset : end]
+        self.offset = end
+        return chunk
+
+    def u8(self, name: str) -> int:
+        return self.take(1, name)[0]
+
+    def u16(self, name: str) -> int:
+        value: int = struct.unpack(">H", self.take(2, name))[0]
+        return value
+
+    def u32(self, name: str) -> int:
+        value: int = struct.unpack(">I", self.take(4, name))[0]
+        return value
+
+    def fail(self, name: str, message: str, size: int) -> TemplateFormatError:
+        """Error for the field of ``size`` bytes just read."""
+        return TemplateFormatError(self.offset - size, name, message)
+
+
+def decode(data: bytes) -> FingerMinutiaeRecord:
+    """Parse a complete record; anything malformed raises :class:`TemplateFormatError`."""
+    r = _Reader(bytes(data))
+    if r.take(4, "magic") != MAGIC:
+        raise r.fail("magic", "not a finger minutiae record (expected 'FMR\\0')", 4)
+    if r.take(4, "version") != VERSION:
+        raise r.fail("version", "not the 2005 edition (expected ' 20\\0')", 4)
+    total = r.u32("record length")
+    if total != len(data):
+        raise r.fail("record length", f"says {total} bytes, record has {len(data)}", 4)
+    equipment = r.u16("capture equipment")
+    width = r.u16("width")
+    height = r.u16("height")
+    x_resolution = r.u16("x resolution")
+    y_resolution = r.u16("y resolution")
+    view_count = r.u8("number of finger views")
+    if view_count == 0:
+        raise r.fail("number of finger views", "a record holds at least one view", 1)
+    if r.u8("reserved") != 0:
+        raise r.fail("reserved", "must be zero", 1)
+    views = tuple(_decode_view(r, width, height) for _ in range(view_count))
+    if r.offset != len(data):
+        raise TemplateFormatError(r.offset, "record", f"{len(data) - r.offset} trailing bytes")
+    return FingerMinutiaeRecord(
+        width=width,
+        height=height,
+        x_resolution=x_resolution,
+        y_resolution=y_resolution,
+        views=views,
+        equipment_compliance=equipment >> 12,
+        equipment_id=equipment & 0x0FFF,
+    )
+
+
+def _decode_view(r: _Reader, width: int, height: int) -> FingerView:
+    position = r.u8("finger position")
+    if position > MAX_FINGER_POSITION:
+        raise r.fail("finger position", f"{position} is not 0..{MAX_FINGER_POSITION}", 1)
+    packed = r.u8("view number/impression type")
+    impression = packed & 0x0F
+    if impression not in IMPRESSION_TYPES:
+        raise r.fail("impression type", f"{impression} is not one of {sorted(IMPRESSION_TYPES)}", 1)
+    quality = r.u8("finger quality")
+    if quality > MAX_QUALITY:
+        raise r.fail("finger quality", f"{quality} is over {MAX_QUALITY}", 1)
+    count = r.u8("number of minutiae")
+    minutiae = tuple(_decode_minutia(r, width, height) for _ in range(count))
+    return FingerView(
+        finger_position=position,
+        view_number=packed >> 4,
+        impression_type=impression,
+        finger_quality=quality,
+        minutiae=minutiae,
+        extended_data=_decode_extended(r),
+    )
+
+
+def _decode_minutia(r: _Reader, width: int, height: int) -> IsoMinutia:
+    start = r.offset
+    type_x = r.u16("minutia type/x")
+    reserved_y = r.u16("minutia y")
+    angle = r.u8("minutia angle")
+    quality = r.u8("minutia quality")
+    kind, x, y = type_x >> 14, type_x & MAX_COORDINATE, reserved_y & MAX_COORDINATE
+    if kind not in MINUTIA_TYPES:
+        raise TemplateFormatError(start, "minutia type", "type bits 11 are reserved")
+    if reserved_y >> 14:
+        raise TemplateFormatError(start + 2, "minutia y", "reserved bits 15..14 must be zero")
+    if x >= width or y >= height:
+        raise TemplateFormatError(start, "minutia x/y", f"({x}, {y}) is outside {width}x{height}")
+    if quality > MAX_QUALITY:
+        raise TemplateFormatError(start + 5, "minutia quality", f"{quality} is over {MAX_QUALITY}")
+    return IsoMinutia(kind=kind, x=x, y=y, angle=angle, quality=quality)
+
+
+def _decode_extended(r: _Reader) -> tuple[ExtendedDataBlock, ...]:
+    length = r.u16("extended data length")
+    end = r.offset + length
+    if end > len(r.data):
+        raise r.fail("extended data length", f"{length} bytes run past the record", 2)
+    blocks: list[ExtendedDataBlock] = []
+    while r.offset < end:
+        if end - r.offset < EXTENDED_BLOCK_HEADER_SIZE:
+            raise TemplateFormatError(r.offset, "extended data block", "header cut short")
+        type_id = r.u16("extended data type")
+        if type_id == 0:
+            raise r.fail("extended data type", "type 0 is not assigned", 2)
+        size = r.u16("extended data block length")
+        if r.offset + size > end:
+            raise r.fail("extended data block length", f"{size} bytes run past the area", 2)
+        blocks.append(ExtendedDataBlock(type_id=type_id, data=r.take(size, "extended data")))
+    return tuple(blocks)
+
+
+def encode(record: FingerMinutiaeRecord) -> bytes:
+    """Serialise a record; out-of-range fields raise :class:`TemplateValueError`."""
+    _check(record.equipment_compliance, 0x0F, "equipment compliance")
+    _check(record.equipment_id, 0x0FFF, "equipment id")
+    for name in ("width", "height", "x_resolution", "y_resolution"):
+        _check(getattr(record, name), 0xFFFF, name)
+    if not 1 <= len(record.views) <= 0xFF:
+        raise TemplateValueError(f"number of finger views {len(record.views)} is not 1..255")
+    body = b"".join(_encode_view(v, record.width, record.height) for v in record.views)
+    total = HEADER_SIZE + len(body)
+    _check(total, 0xFFFFFFFF, "record length")
+    header = (
+        MAGIC
+        + VERSION
+        + struct.pack(
+            ">IHHHHHBB",
+            total,
+            record.equipment_compliance << 12 | record.equipment_id,
+            record.width,
+            record.height,
+            record.x_resolution,
+            record.y_resolution,
+            len(record.views),
+            0,
+        )
+    )
+    return header + body
+
+
+def _encode_view(view: FingerView, width: int, height: int) -> bytes:
+    _check(view.finger_position, MAX_FINGER_POSITION, "finger position")
+    _check(view.view_number, 0x0F, "view number")
+    if view.impression_type not in IMPRESSION_TYPES:
+        raise TemplateValueError(f"impression type {view.impression_type} is not allowed")
+    _check(view.finger_quality, MAX_QUALITY, "finger quality")
+    _check(len(view.minutiae), 0xFF, "number of minutiae")
+    parts = [
+        struct.pack(
+            ">BBBB",
+            view.finger_position,
+            view.view_number << 4 | view.impression_type,
+            view.finger_quality,
+            len(view.minutiae),
+        )
+    ]
+    for m in view.minutiae:
+        if m.kind not in MINUTIA_TYPES:
+            raise TemplateValueError(f"minutia type {m.kind} is not 0, 1 or 2")
+        _check(m.x, width - 1, "minutia x")
+        _check(m.y, height - 1, "minutia y")
+        _check(m.angle, 0xFF, "minutia angle")
+        _check(m.quality, MAX_QUALITY, "minutia quality")
+        parts.append(struct.pack(">HHBB", m.kind << 14 | m.x, m.y, m.angle, m.quality))
+    extended = b""
+    for block in view.extended_data:
+        _check(block.type_id, 0xFFFF, "extended data type")
+        if block.type_id == 0:
+            raise TemplateValueError("extended data type 0 is not assigned")
+        _check(len(block.data), 0xFFFF, "extended data block length")
+        extended += struct.pack(">HH", block.type_id, len(block.data)) + block.data
+    _check(len(extended), 0xFFFF, "extended data length")
+    parts.append(struct.pack(">H", len(extended)) + extended)
+    return b"".join(parts)
+
+
+def _check(value: int, maximum: int, name: str) -> None:
+    if not 0 <= value <= maximum:
+        raise TemplateValueError(f"{name} {value} is not 0..{maximum}")
