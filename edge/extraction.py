@@ -1,0 +1,238 @@
+"""Minutiae extraction with the shipped ONNX model: verify, load, run, decode."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+import models
+from edge.minutiae import Minutia, MinutiaKind
+from edge.preprocess import pad_to_multiple, resample, standardise
+
+MANIFEST_NAME = "manifest.json"
+HEAD_CHANNELS = ("presence", "offset_x", "offset_y", "cos", "sin", "bifurcation", "foreground")
+_PRESENCE, _OFFSET_X, _OFFSET_Y, _COS, _SIN, _BIFURCATION, _FOREGROUND = range(len(HEAD_CHANNELS))
+
+
+class ModelError(Exception):
+    """The extraction model cannot be used."""
+
+
+class ModelMissingError(ModelError):
+    pass
+
+
+class ModelCorruptError(ModelError):
+    pass
+
+
+class ManifestError(ModelError):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    name: str
+    layout: Literal["NCHW"]
+    dtype: Literal["float32"]
+    normalisation: str
+    target_ppi: Annotated[float, Field(gt=0)]
+    size_multiple: Annotated[int, Field(ge=1, le=256)]
+
+
+class OutputSpec(_Strict):
+    name: str
+    shape: list[int | str]
+    channels: list[str]
+    meaning: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, value: list[str]) -> list[str]:
+        if tuple(value) != HEAD_CHANNELS:
+            raise ValueError(f"expected channels {list(HEAD_CHANNELS)}")
+        return value
+
+
+class DecodingSpec(_Strict):
+    cell_size: Annotated[int, Field(ge=1, le=64)]
+    presence_threshold: Annotated[float, Field(gt=0, lt=1)]
+    foreground_threshold: Annotated[float, Field(ge=0, lt=1)]
+    nms_radius: Annotated[float, Field(ge=0)]
+    border_margin: Annotated[float, Field(ge=0)]
+
+
+class Manifest(BaseModel):
+    """``models/manifest.json``; descriptive sections (training, metrics) are not checked."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: Annotated[str, Field(min_length=1)]
+    version: Annotated[str, Field(min_length=1)]
+    file: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+\.onnx$")]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    input: InputSpec
+    output: OutputSpec
+    decoding: DecodingSpec
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A decoded minutia in the model's frame (resampled image pixels)."""
+
+    x: float
+    y: float
+    angle: float  # degrees, ISO convention
+    bifurcation: bool
+    probability: float
+
+
+def load_manifest(model_dir: Path) -> Manifest:
+    path = model_dir / MANIFEST_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelMissingError(f"no model manifest at {path}") from None
+    except OSError as exc:
+        raise ModelMissingError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return Manifest.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        first = exc.errors()[0] if isinstance(exc, ValidationError) else None
+        where = ".".join(str(p) for p in first["loc"]) + ": " + first["msg"] if first else str(exc)
+        raise ManifestError(f"malformed manifest {path}: {where}") from None
+
+
+def _sigmoid(values: NDArray[np.float32]) -> NDArray[np.float32]:
+    return (1.0 / (1.0 + np.exp(-values))).astype(np.float32)
+
+
+def decode_heads(
+    heads: NDArray[np.float32], width: int, height: int, decoding: DecodingSpec
+) -> list[Candidate]:
+    """Cells above threshold on the foreground, inside the margin, thinned by distance NMS."""
+    cell = decoding.cell_size
+    presence = _sigmoid(heads[_PRESENCE])
+    foreground = _sigmoid(heads[_FOREGROUND])
+    rows, cols = np.nonzero(
+        (presence > decoding.presence_threshold) & (foreground > decoding.foreground_threshold)
+    )
+    xs = (cols + _sigmoid(heads[_OFFSET_X, rows, cols])) * cell
+    ys = (rows + _sigmoid(heads[_OFFSET_Y, rows, cols])) * cell
+    angles = np.degrees(np.arctan2(heads[_SIN, rows, cols], heads[_COS, rows, cols])) % 360.0
+    bifurcation = heads[_BIFURCATION, rows, cols] > 0.0
+    probability = presence[rows, cols]
+    margin = decoding.border_margin
+    inside = (
+        (xs >= margin) & (ys >= margin) & (xs <= width - 1 - margin) & (ys <= height - 1 - margin)
+    )
+    order = [i for i in np.argsort(-probability, kind="stable") if inside[i]]
+    kept: list[Candidate] = []
+    radius_sq = decoding.nms_radius**2
+    for i in order:
+        x, y = float(xs[i]), float(ys[i])
+        if all((x - k.x) ** 2 + (y - k.y) ** 2 > radius_sq for k in kept):
+            kept.append(
+                Candidate(x, y, float(angles[i]), bool(bifurcation[i]), float(probability[i]))
+            )
+    return kept
+
+
+class MinutiaeExtractor:
+    """A verified ONNX model and the decoding its manifest prescribes."""
+
+    def __init__(self, manifest: Manifest, session: ort.InferenceSession) -> None:
+        self._manifest = manifest
+        self._session = session
+
+    @classmethod
+    def load(cls, model_dir: Path | None = None, threads: int = 1) -> MinutiaeExtractor:
+        """Read the manifest, check the model's sha256, then hand those same bytes to ORT."""
+        directory = model_dir if model_dir is not None else Path(models.__file__).parent
+        manifest = load_manifest(directory)
+        path = directory / manifest.file
+        try:
+            model_bytes = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelMissingError(f"model file {path} named in the manifest is missing") from None
+        except OSError as exc:
+            raise ModelMissingError(f"cannot read {path}: {exc.strerror}") from None
+        digest = hashlib.sha256(model_bytes).hexdigest()
+        if digest != manifest.sha256:
+            raise ModelCorruptError(f"{path} has sha256 {digest}, manifest says {manifest.sha256}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            session = ort.InferenceSession(
+                model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ORT raises several unrelated types for an unusable model
+            raise ModelCorruptError(f"ONNX Runtime refused {path}: {exc}") from None
+        names = [i.name for i in session.get_inputs()]
+        if names != [manifest.input.name]:
+            raise ManifestError(f"manifest input {manifest.input.name!r}, model has {names}")
+        return cls(manifest, session)
+
+    @property
+    def version(self) -> str:
+        """``name/version`` of the model, for the wire message."""
+        return f"{self._manifest.name}/{self._manifest.version}"
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        return self._session
+
+    def heads(self, pixels: NDArray[np.uint8], ppi: float) -> tuple[NDArray[np.float32], Any]:
+        """Raw head outputs for an image and the resampled image they refer to."""
+        resampled = resample(pixels, ppi, self._manifest.input.target_ppi)
+        tensor = pad_to_multiple(standardise(resampled), self._manifest.input.size_multiple)
+        (heads,) = self._session.run(
+            [self._manifest.output.name], {self._manifest.input.name: tensor[None, None]}
+        )
+        return np.asarray(heads[0], dtype=np.float32), resampled
+
+    def extract(self, pixels: NDArray[np.uint8], ppi: float) -> list[Minutia]:
+        """Minutiae in the original image's pixels, strongest first."""
+        if pixels.ndim != 2 or pixels.dtype != np.uint8 or pixels.size == 0:
+            raise ValueError(
+                f"expected a non-empty 2-D uint8 image, got {pixels.dtype} {pixels.shape}"
+            )
+        heads, resampled = self.heads(pixels, ppi)
+        height, width = resampled.shape
+        scale_x = width / pixels.shape[1]
+        scale_y = height / pixels.shape[0]
+        found = []
+        for c in decode_heads(heads, width, height, self._manifest.decoding):
+            # The direction goes through the same (possibly anisotropic) scaling as the points.
+            radians = math.radians(c.angle)
+            angle = math.degrees(
+                math.atan2(math.sin(radians) / scale_y, math.cos(radians) / scale_x)
+            )
+            found.append(
+                Minutia(
+                    x=(c.x + 0.5) / scale_x - 0.5,
+                    y=(c.y + 0.5) / scale_y - 0.5,
+                    angle=angle % 360.0,
+                    kind=MinutiaKind.BIFURCATION if c.bifurcation else MinutiaKind.ENDING,
+                    quality=round(100 * c.probability),
+                )
+            )
+        return found
