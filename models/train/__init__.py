@@ -1,0 +1,1 @@
+"""Training of the minutiae model: ``python -m models.train --help`` (needs the ``train`` extra)."""

@@ -1,0 +1,106 @@
+"""``python -m models.train --corpus ../shared/corpus --out models/``: train, export, evaluate.
+
+With ``--holdout DB4_B`` the model never sees that database and the manifest reports its
+scores on it; without, all four databases train the model that ships.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from edge.extraction import MinutiaeExtractor
+from models.train.data import DATABASE_PPI, load_raw_corpus, to_target_ppi
+from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, best_threshold, score, with_threshold
+from models.train.export import export_onnx, manifest, write_manifest
+from models.train.loop import TrainConfig, train
+
+MODEL_FILE = "minutiae.onnx"
+THRESHOLDS = [round(0.05 * i, 2) for i in range(4, 17)]
+DECODING = {
+    "cell_size": 8,
+    "presence_threshold": 0.5,
+    "foreground_threshold": 0.5,
+    "nms_radius": 8.0,
+    "border_margin": 8.0,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__)
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--holdout", choices=sorted(DATABASE_PPI), default=None)
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--crop", type=int, default=160)
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=20021)
+    parser.add_argument("--version", default="1.0.0")
+    parser.add_argument("--checkpoints", type=Path, default=Path(__file__).parent / "checkpoints")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # the edge box and the shared build machine both have few cores
+
+    databases = tuple(d for d in sorted(DATABASE_PPI) if d != args.holdout)
+    raw_train = load_raw_corpus(args.corpus, list(databases))
+    raw_held = load_raw_corpus(args.corpus, [args.holdout]) if args.holdout else []
+    config = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        width=args.width,
+        databases=databases,
+    )
+    run = f"{args.holdout or 'all'}-w{args.width}-s{args.steps}-seed{args.seed}"
+    started = time.monotonic()
+    model = train([to_target_ppi(r) for r in raw_train], config, args.checkpoints / f"{run}.pt")
+    minutes = (time.monotonic() - started) / 60
+
+    sha256 = export_onnx(model, args.out / MODEL_FILE)
+    parameters = sum(p.numel() for p in model.parameters())
+    training = {
+        "data": "FVC2002 DB1_B..DB4_B (public B sets), labels: the corpus ISO/IEC 19794-2 "
+        "templates (SecuGen extractor) mapped back to image pixels",
+        "databases": list(databases),
+        "held_out": args.holdout,
+        "config": asdict(config),
+        "parameters": parameters,
+        "minutes_this_run": round(minutes, 1),
+        "command": "python -m models.train " + shlex.join(sys.argv[1:] if argv is None else argv),
+    }
+    name = "kiosk-minutiae-cnn"
+    write_manifest(
+        args.out / "manifest.json",
+        manifest(name, args.version, MODEL_FILE, sha256, DECODING, training, {}),
+    )
+    extractor = MinutiaeExtractor.load(args.out)
+    threshold, fit = best_threshold(extractor, raw_train, THRESHOLDS)
+    tuned = with_threshold(extractor, threshold)
+    metrics: dict[str, object] = {
+        "tolerance": {"distance_px": DISTANCE_PX, "angle_deg": ANGLE_DEG, "pairing": "one-to-one"},
+        "threshold_chosen_on": list(databases),
+        "training_databases": {k: v.as_dict() for k, v in score(tuned, raw_train).items()},
+    }
+    if raw_held:
+        metrics["held_out"] = {k: v.as_dict() for k, v in score(tuned, raw_held).items()}
+    decoding = {**DECODING, "presence_threshold": threshold}
+    write_manifest(
+        args.out / "manifest.json",
+        manifest(name, args.version, MODEL_FILE, sha256, decoding, training, metrics),
+    )
+    print(f"threshold {threshold}, training F1 {fit.f1:.3f}")
+    for key, value in metrics.items():
+        print(key, value)
+
+
+if __name__ == "__main__":
+    main()

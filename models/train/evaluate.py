@@ -1,0 +1,100 @@
+"""Minutiae precision/recall/F1 against the corpus labels: 12 px, 30 degrees, one-to-one."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.extraction import MinutiaeExtractor
+from edge.minutiae import Minutia
+from models.train.data import RawImage
+
+DISTANCE_PX = 12.0
+ANGLE_DEG = 30.0
+
+
+@dataclass(frozen=True)
+class Score:
+    found: int
+    labelled: int
+    matched: int
+
+    @property
+    def precision(self) -> float:
+        return self.matched / self.found if self.found else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.matched / self.labelled if self.labelled else 0.0
+
+    @property
+    def f1(self) -> float:
+        total = self.found + self.labelled
+        return 2 * self.matched / total if total else 0.0
+
+    def __add__(self, other: Score) -> Score:
+        return Score(
+            self.found + other.found, self.labelled + other.labelled, self.matched + other.matched
+        )
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "f1": round(self.f1, 4),
+            "found": self.found,
+            "labelled": self.labelled,
+            "matched": self.matched,
+        }
+
+
+def label_angles(labels: np.ndarray) -> np.ndarray:
+    """ISO angles (degrees) of label rows whose direction is in pixel axes, y down."""
+    angles: np.ndarray = np.degrees(np.arctan2(-labels[:, 3], labels[:, 2])) % 360.0
+    return angles
+
+
+def match_count(found: list[Minutia], labels: np.ndarray) -> int:
+    """Greedy one-to-one pairing by distance among pairs within both tolerances."""
+    angles = label_angles(labels)
+    pairs = []
+    for i, m in enumerate(found):
+        for j in range(len(labels)):
+            distance = math.hypot(m.x - labels[j, 0], m.y - labels[j, 1])
+            turn = abs((m.angle - angles[j] + 180.0) % 360.0 - 180.0)
+            if distance <= DISTANCE_PX and turn <= ANGLE_DEG:
+                pairs.append((distance, i, j))
+    used_found: set[int] = set()
+    used_label: set[int] = set()
+    for _, i, j in sorted(pairs):
+        if i not in used_found and j not in used_label:
+            used_found.add(i)
+            used_label.add(j)
+    return len(used_found)
+
+
+def score(extractor: MinutiaeExtractor, images: list[RawImage]) -> dict[str, Score]:
+    """Per database and overall ("all"), in each image's own pixels."""
+    totals: dict[str, Score] = {}
+    for image in images:
+        found = extractor.extract(image.pixels, image.ppi)
+        s = Score(len(found), len(image.minutiae), match_count(found, image.minutiae))
+        totals[image.database] = totals.get(image.database, Score(0, 0, 0)) + s
+    totals["all"] = sum(totals.values(), Score(0, 0, 0))
+    return totals
+
+
+def with_threshold(extractor: MinutiaeExtractor, threshold: float) -> MinutiaeExtractor:
+    manifest = extractor.manifest
+    decoding = manifest.decoding.model_copy(update={"presence_threshold": threshold})
+    return MinutiaeExtractor(manifest.model_copy(update={"decoding": decoding}), extractor.session)
+
+
+def best_threshold(
+    extractor: MinutiaeExtractor, images: list[RawImage], candidates: list[float]
+) -> tuple[float, Score]:
+    """The presence threshold with the highest overall F1 on ``images``."""
+    results = [(t, score(with_threshold(extractor, t), images)["all"]) for t in candidates]
+    return max(results, key=lambda r: r[1].f1)

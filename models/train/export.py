@@ -1,0 +1,87 @@
+"""ONNX export (opset 17, dynamic height and width) and the manifest beside it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edge.extraction import HEAD_CHANNELS
+from models.train.net import CELL, MinutiaeNet
+
+OPSET = 17
+INPUT_NAME = "image"
+OUTPUT_NAME = "heads"
+
+
+def export_onnx(model: MinutiaeNet, path: Path) -> str:
+    """Write the model; returns its sha256. Uses the TorchScript exporter (no onnxscript)."""
+    model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    model.eval()
+    dummy = torch.zeros(1, 1, 384, 288)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        model,
+        (dummy,),
+        str(path),
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: {2: "height", 3: "width"}, OUTPUT_NAME: {2: "rows", 3: "cols"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def manifest(
+    name: str,
+    version: str,
+    file: str,
+    sha256: str,
+    decoding: dict[str, float | int],
+    training: dict[str, Any],
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "version": version,
+        "file": file,
+        "sha256": sha256,
+        "input": {
+            "name": INPUT_NAME,
+            "layout": "NCHW",
+            "dtype": "float32",
+            "normalisation": "image resampled (bilinear) to target_ppi, then "
+            "(pixel - mean(image)) / max(std(image), 1), then zero-padded bottom/right "
+            "to a multiple of size_multiple",
+            "target_ppi": 500.0,
+            "size_multiple": CELL,
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": [1, len(HEAD_CHANNELS), "height/8", "width/8"],
+            "channels": list(HEAD_CHANNELS),
+            "meaning": {
+                "presence": "logit: a minutia lies in this 8x8 cell",
+                "offset_x": "logit: sigmoid * 8 = x of the minutia inside the cell (pixels)",
+                "offset_y": "logit: sigmoid * 8 = y of the minutia inside the cell (pixels)",
+                "cos": "unnormalised cosine of the ISO angle (counter-clockwise, y down)",
+                "sin": "unnormalised sine of the ISO angle",
+                "bifurcation": "logit: bifurcation rather than ridge ending",
+                "foreground": "logit: the cell is on the finger",
+            },
+        },
+        "decoding": decoding,
+        "training": training,
+        "metrics": metrics,
+    }
+
+
+def write_manifest(path: Path, content: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(content, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,70 @@
+"""The extraction network: a small stride-8 CNN for edge CPUs (Conv-BN-ReLU, separable)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+HEAD_CHANNELS = 7  # presence, offset x, offset y, cos, sin, bifurcation, foreground (logits/raw)
+CELL = 8
+
+
+def conv_bn_relu(
+    c_in: int, c_out: int, kernel: int = 3, stride: int = 1, groups: int = 1, dilation: int = 1
+) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(
+            c_in,
+            c_out,
+            kernel,
+            stride,
+            padding=dilation * (kernel // 2),
+            dilation=dilation,
+            groups=groups,
+            bias=False,
+        ),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Separable(nn.Module):
+    """Depthwise 3x3 then pointwise 1x1; residual when the shape is kept."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> None:
+        super().__init__()
+        self.depthwise = conv_bn_relu(c_in, c_in, 3, stride, groups=c_in, dilation=dilation)
+        self.pointwise = conv_bn_relu(c_in, c_out, 1)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y: torch.Tensor = self.pointwise(self.depthwise(x))
+        return x + y if self.residual else y
+
+
+class MinutiaeNet(nn.Module):
+    """1x1xHxW standardised image -> 1x7x(H/8)x(W/8) head, H and W multiples of 8.
+
+    Dilated blocks at 1/8 resolution give a receptive field of about 170 px, enough to see
+    ridge flow around a minutia at 500 ppi.
+    """
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_bn_relu(1, 16, 3, stride=2),
+            Separable(16, 24, stride=2),
+            Separable(24, 24),
+            Separable(24, 48, stride=2),
+            Separable(48, width),
+            Separable(width, width, dilation=2),
+            Separable(width, width, dilation=4),
+            Separable(width, width, dilation=2),
+            Separable(width, width),
+            conv_bn_relu(width, width, 1),
+        )
+        self.head = nn.Conv2d(width, HEAD_CHANNELS, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.features(x))
+        return out
