@@ -144,7 +144,7 @@ class WireMessage(BaseModel):
     KIND: ClassVar[str]
 
     @classmethod
-    def parse(cls, payload: bytes) -> Self:
+    def parse(cls, payload: bytes | bytearray) -> Self:
         """Validate untrusted bytes; raise a WireError subclass naming what is wrong."""
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise PayloadTooLargeError(cls.KIND, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
