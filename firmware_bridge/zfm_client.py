@@ -133,11 +133,17 @@ class ZfmClient:
                 if packet.pid == PacketId.END_DATA:
                     break
                 index += 1
-        except SensorProtocolError:
-            self._drain(upload_deadline)
-            raise
-        except SensorTimeoutError:
-            self._line_dirty = True
+        except (SensorProtocolError, SensorTimeoutError) as exc:
+            if time.monotonic() >= upload_deadline:
+                self._line_dirty = True
+                raise SensorTimeoutError(
+                    f"{self._transport.description}: image upload unfinished after "
+                    f"{upload_deadline - start:.1f} s, {len(image)} of {IMAGE_BYTES} bytes received"
+                ) from exc
+            if isinstance(exc, SensorProtocolError):
+                self._drain(upload_deadline)
+            else:
+                self._line_dirty = True
             raise
         if len(image) != IMAGE_BYTES:
             raise SensorProtocolError(f"image is {len(image)} bytes, expected {IMAGE_BYTES}")
@@ -200,9 +206,14 @@ class ZfmClient:
                 return packet
             data = self._transport.read(_READ_CHUNK, deadline)
             if not data:
+                if self._parser.pending:
+                    # Part of a frame came and the rest never did: bytes were lost on the line.
+                    raise SensorProtocolError(
+                        f"{what}: truncated, {self._parser.pending} bytes of a frame arrived "
+                        "and then nothing more"
+                    )
                 raise SensorTimeoutError(
-                    f"{self._transport.description}: no complete {what} within the time limit"
-                    f" ({self._timeout:g} s per reply)"
+                    f"{self._transport.description}: no {what} within {self._timeout:g} s"
                 )
             self._parser.feed(data)
 
