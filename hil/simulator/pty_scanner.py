@@ -219,6 +219,7 @@ class PtyScanner:
             return 0
         with self._cond:
             self._bytes_sent += sent
+        self._publish()
         return sent
 
     def _publish(self) -> None:
