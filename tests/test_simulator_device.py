@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from PIL import Image
 
@@ -37,9 +39,14 @@ from hil.simulator.script import DirectoryImages, FingerScript, RidgeImages, fit
 ADDRESS = 0xFFFFFFFF
 
 
-def ridges(period: float = 9.0, height: int = IMAGE_HEIGHT, width: int = IMAGE_WIDTH) -> np.ndarray:
+def ridges(
+    period: float = 9.0, height: int = IMAGE_HEIGHT, width: int = IMAGE_WIDTH
+) -> npt.NDArray[np.uint8]:
     y, x = np.mgrid[0:height, 0:width]
-    return (127.5 + 127.5 * np.sin(2 * np.pi * (x + 0.5 * y) / period)).astype(np.uint8)
+    image: npt.NDArray[np.uint8] = (
+        127.5 + 127.5 * np.sin(2 * np.pi * (x + 0.5 * y) / period)
+    ).astype(np.uint8)
+    return image
 
 
 def send(device: ZfmDevice, command: int, params: bytes = b"", address: int = ADDRESS) -> bytes:
@@ -61,7 +68,7 @@ def code(device: ZfmDevice, command: int, params: bytes = b"", address: int = AD
     return ack.payload[0]
 
 
-def device_with(*images: np.ndarray, **kwargs: int) -> ZfmDevice:
+def device_with(*images: np.ndarray, **kwargs: Any) -> ZfmDevice:
     script = FingerScript()
     for image in images:
         script.place(image)
@@ -159,7 +166,7 @@ def test_a_finger_queued_later_is_put_down_at_the_next_genimg() -> None:
 def test_a_source_provides_placements_up_to_its_limit() -> None:
     asked: list[int] = []
 
-    def source(index: int) -> np.ndarray:
+    def source(index: int) -> npt.NDArray[np.uint8]:
         asked.append(index)
         return ridges(8 + index)
 
