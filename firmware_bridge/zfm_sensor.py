@@ -147,7 +147,7 @@ class ZfmSensor(Sensor):
             raise SensorOperationError(
                 "no image to upload: wait_for_finger() has not succeeded since the last capture"
             )
-        packed = client.up_image(self.info.packet_size or self._packet_size)
+        packed = client.up_image(self._packet_size)  # open() checked the device agrees
         return FingerImage(
             pixels=unpack_image(packed),
             ppi=self._ppi,
