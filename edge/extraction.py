@@ -19,6 +19,8 @@ from edge.minutiae import Minutia, MinutiaKind
 from edge.preprocess import pad_to_multiple, resample, standardise
 
 MANIFEST_NAME = "manifest.json"
+MIN_PPI, MAX_PPI = 100.0, 2000.0  # the range the sensor configuration accepts
+MAX_SIDE = 4096  # pixels at model resolution: bounds the memory one extraction can take
 HEAD_CHANNELS = ("presence", "offset_x", "offset_y", "cos", "sin", "bifurcation", "foreground")
 _PRESENCE, _OFFSET_X, _OFFSET_Y, _COS, _SIN, _BIFURCATION, _FOREGROUND = range(len(HEAD_CHANNELS))
 
@@ -215,6 +217,11 @@ class MinutiaeExtractor:
             raise ValueError(
                 f"expected a non-empty 2-D uint8 image, got {pixels.dtype} {pixels.shape}"
             )
+        if not MIN_PPI <= ppi <= MAX_PPI:
+            raise ValueError(f"resolution {ppi} ppi is outside {MIN_PPI:.0f}..{MAX_PPI:.0f}")
+        longest = max(pixels.shape) * self._manifest.input.target_ppi / ppi
+        if longest > MAX_SIDE:
+            raise ValueError(f"image would be {longest:.0f} pixels long at model resolution")
         heads, resampled = self.heads(pixels, ppi)
         height, width = resampled.shape
         scale_x = width / pixels.shape[1]

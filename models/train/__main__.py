@@ -7,6 +7,7 @@ scores on it; without, all four databases train the model that ships.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--seed", type=int, default=20021)
     parser.add_argument("--version", default="1.0.0")
+    parser.add_argument(
+        "--held-out-report",
+        type=Path,
+        help="manifest.json of a --holdout run, copied into this manifest's metrics",
+    )
     parser.add_argument("--checkpoints", type=Path, default=Path(__file__).parent / "checkpoints")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the edge box and the shared build machine both have few cores
@@ -92,6 +98,14 @@ def main(argv: list[str] | None = None) -> None:
     }
     if raw_held:
         metrics["held_out"] = {k: v.as_dict() for k, v in score(tuned, raw_held).items()}
+    if args.held_out_report:
+        report = json.loads(args.held_out_report.read_text())
+        metrics["held_out_run"] = {
+            "command": report["training"]["command"],
+            "databases": report["training"]["databases"],
+            "presence_threshold": report["decoding"]["presence_threshold"],
+            "held_out": report["metrics"]["held_out"],
+        }
     decoding = {**DECODING, "presence_threshold": threshold}
     write_manifest(
         args.out / "manifest.json",
