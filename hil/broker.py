@@ -68,6 +68,7 @@ class MosquittoBroker:
         if directory is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="mosquitto-")
             directory = Path(self._tempdir.name)
+        directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.host = host
         self.port = 0

@@ -25,9 +25,7 @@ def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
     brokers: list[MosquittoBroker] = []
 
     def make(extra_config: Sequence[str] = ()) -> MosquittoBroker:
-        directory = tmp_path / f"broker{len(brokers)}"
-        directory.mkdir()
-        started = MosquittoBroker(directory, extra_config=extra_config)
+        started = MosquittoBroker(tmp_path / f"broker{len(brokers)}", extra_config=extra_config)
         brokers.append(started)
         started.start()
         return started
