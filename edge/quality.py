@@ -64,7 +64,7 @@ def assess(pixels: npt.NDArray[np.uint8], config: QualityConfig) -> QualityRepor
     else:
         contrast = float(np.percentile(pixels, 95) - np.percentile(pixels, 5))
 
-    score = int(round(100 * min(1.0, fraction / 0.6) * min(1.0, contrast / 100.0)))
+    score = round(100 * min(1.0, fraction / 0.6) * min(1.0, contrast / 100.0))
     rejection: Rejection | None = None
     if float(pixels.std()) < 1.0 or not foreground.any():
         rejection = Rejection.BLANK

@@ -45,11 +45,7 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     proc = subprocess.run(
         ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
     )
-    complaints = [
-        line for line in proc.stderr.splitlines()
-        # Containers without a running systemd cannot resolve users or the boot ID.
-        if "kiosk-edge.service" in line or "Failed to" in line and "unit" in line
-    ]
+    complaints = [line for line in proc.stderr.splitlines() if "kiosk-edge.service" in line]
     assert proc.returncode == 0, proc.stderr
     assert complaints == [], proc.stderr
 
