@@ -1,0 +1,293 @@
+"""The ``kiosk-edge`` command: daemon, one-off capture and extraction, simulator, demo."""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
+
+log = logging.getLogger("kiosk-edge")
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+
+def _setup_logging(verbose: bool) -> None:
+    # Under systemd the journal stamps time and unit itself.
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if "JOURNAL_STREAM" not in os.environ:
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt)
+
+
+def _load(path: Path) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{exc.path}: {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Biometric files are readable by their owner only, from the first byte written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o600)
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.daemon import Daemon
+    from edge.extraction import MinutiaeExtractor, ModelError
+    from edge.notify import SystemdNotifier
+    from firmware_bridge import make_sensor
+
+    settings = _load(args.config)
+    notifier = SystemdNotifier()
+    try:
+        extractor = MinutiaeExtractor.load(settings.model.directory, threads=settings.model.threads)
+    except ModelError as exc:
+        print(f"kiosk-edge: {exc}", file=sys.stderr)
+        notifier.status(f"model error: {exc}")
+        return EXIT_FAILURE
+    sensor = make_sensor(settings.sensor.kind, **settings.sensor.settings())
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    # `systemctl kill -s USR1 kiosk-edge` dumps every thread's stack to the journal: the
+    # first thing to ask for when the watchdog fires in the field.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    Daemon(settings, sensor, extractor, notifier).run(stop)
+    return 0
+
+
+def _read_image(path: Path) -> tuple[object, float | None]:
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as img:
+        dpi = img.info.get("dpi")
+        pixels = np.asarray(img.convert("L"), dtype=np.uint8)
+    ppi = float(dpi[0]) if dpi and dpi[0] and dpi[0] > 50 else None
+    return pixels, ppi
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from edge import templates
+    from edge.extraction import MinutiaeExtractor, ModelError
+    from edge.templates.xyt import write_xyt
+
+    images: list[Path] = args.images
+    out: Path = args.output
+    many = len(images) > 1 or out.is_dir()
+    if many:
+        out.mkdir(parents=True, exist_ok=True)
+    try:
+        extractor = MinutiaeExtractor.load(args.model_dir, threads=args.threads)
+    except ModelError as exc:
+        print(f"kiosk-edge extract: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    suffix = ".xyt" if args.format == "xyt" else ".iso"
+    status = 0
+    for path in images:
+        try:
+            pixels, file_ppi = _read_image(path)
+        except (OSError, ValueError) as exc:
+            print(f"kiosk-edge extract: {path}: cannot read image: {exc}", file=sys.stderr)
+            status = EXIT_FAILURE
+            continue
+        ppi = args.ppi or file_ppi or 500.0
+        start = time.perf_counter()
+        minutiae = extractor.extract(pixels, ppi)  # type: ignore[arg-type]
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        height, width = pixels.shape  # type: ignore[attr-defined]
+        if args.format == "xyt":
+            data = write_xyt(minutiae, height=height).encode("ascii")
+        else:
+            data = templates.minutiae_to_iso2005(
+                minutiae, width=width, height=height, ppi=ppi,
+                finger_position=args.finger, impression_type=0, quality=0,
+            )
+        target = out / (path.stem + suffix) if many else out
+        _write_private(target, data)
+        if args.timings:
+            print(json.dumps({"image": str(path), "minutiae": len(minutiae),
+                              "extract_ms": round(elapsed_ms, 3)}))
+    return status
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from edge.extraction import MinutiaeExtractor, ModelError
+    from edge.pipeline import Accepted, Slot, process
+    from firmware_bridge import SensorError, make_sensor
+
+    settings = _load(args.config)
+    try:
+        extractor = MinutiaeExtractor.load(settings.model.directory, threads=settings.model.threads)
+    except ModelError as exc:
+        print(f"kiosk-edge capture: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    sensor = make_sensor(settings.sensor.kind, **settings.sensor.settings())
+    try:
+        with sensor:
+            print("place a finger on the sensor", file=sys.stderr)
+            deadline = time.monotonic() + args.timeout
+            while not sensor.wait_for_finger(min(1.0, max(0.01, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    print("kiosk-edge capture: no finger placed", file=sys.stderr)
+                    return EXIT_FAILURE
+            image = sensor.capture()
+    except SensorError as exc:
+        print(f"kiosk-edge capture: sensor: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    prefix: Path = args.output
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    png = prefix.with_suffix(".png")
+    fd = os.open(png, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        Image.fromarray(image.pixels).save(f, format="PNG", dpi=(image.ppi, image.ppi))
+    slot = Slot(settings.device_id, "local-capture", args.finger, 0)
+    result = process(image, slot, extractor, settings.quality)
+    report = result.report
+    line = {
+        "image": str(png),
+        "quality": report.score,
+        "foreground": round(report.foreground_fraction, 3),
+        "contrast": round(report.contrast, 1),
+        "rejected": report.rejection.value if report.rejection else None,
+    }
+    if isinstance(result, Accepted):
+        import base64
+
+        iso = prefix.with_suffix(".iso")
+        _write_private(iso, base64.b64decode(result.message.template))
+        line.update({"template": str(iso), "minutiae": result.minutiae_count})
+    print(json.dumps(line))
+    return 0 if isinstance(result, Accepted) else EXIT_FAILURE
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import numpy.typing as npt
+
+    from hil.fingers import FingerGenerator
+    from hil.simulator import serve_forever
+
+    generator = FingerGenerator(args.seed)
+
+    def synthetic(placement: int) -> npt.NDArray[np.uint8]:
+        # A thousand different fingers, then their second impressions, and so on.
+        return generator.impression_image(placement % 1000, placement // 1000)
+
+    serve_forever(
+        link=args.link,
+        image_dir=args.images,
+        seed=args.seed,
+        source=synthetic,
+        baudrate=args.baudrate,
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hil.demo import run_demo
+
+    return run_demo(fingers=args.fingers, seed=args.seed, keep=args.keep)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    print(f"{args.config}: ok (device {settings.device_id}, sensor {settings.sensor.kind} "
+          f"{settings.sensor.port}, broker {settings.mqtt.host}:{settings.mqtt.port})")
+    return 0
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kiosk-edge", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
+                       help=f"TOML configuration (default {DEFAULT_CONFIG_PATH})")
+
+    p = sub.add_parser("run", help="run the daemon")
+    with_config(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("extract", help="extract minutiae from image files")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="output file, or a directory when several images are given")
+    p.add_argument("--format", choices=["iso", "xyt"], default="iso",
+                   help="ISO/IEC 19794-2:2005 record (default) or NIST .xyt")
+    p.add_argument("--ppi", type=float, help="resolution when the file does not say (default 500)")
+    p.add_argument("--finger", type=int, default=0, choices=range(11), metavar="0-10",
+                   help="ISO finger position code written in the record")
+    p.add_argument("--model-dir", type=Path, help="model directory (default: shipped model)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--timings", action="store_true",
+                   help="print one JSON line per image with the extraction milliseconds")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("capture", help="one capture from the configured sensor to PNG + template")
+    with_config(p)
+    p.add_argument("-o", "--output", type=Path, default=Path("capture"),
+                   help="output prefix: writes PREFIX.png and PREFIX.iso")
+    p.add_argument("--finger", type=int, default=0, choices=range(11), metavar="0-10")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a finger")
+    p.set_defaults(func=cmd_capture)
+
+    p = sub.add_parser("simulate", help="run the scanner simulator on a pty until stopped")
+    p.add_argument("--link", type=Path, help="also expose the pty at this path (a symlink)")
+    p.add_argument("--images", type=Path, help="serve these image files instead of synthetic ones")
+    p.add_argument("--seed", type=int, default=1, help="seed of the synthetic fingers")
+    p.add_argument("--baudrate", type=int,
+                   help="throttle replies to this UART speed (default: as fast as the pty goes)")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="the whole appliance on this machine, end to end")
+    p.add_argument("--fingers", type=int, default=10, choices=range(1, 11), metavar="1-10")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--keep", action="store_true", help="keep the demo's working directory")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("config-check", help="validate a configuration file")
+    with_config(p)
+    p.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
