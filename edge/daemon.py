@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 
 from edge import pipeline
@@ -28,6 +29,11 @@ from firmware_bridge import (
 )
 
 log = logging.getLogger(__name__)
+
+# Acked rows keep only a tombstone (no biometrics) so a late duplicate ack is recognised; a
+# week covers any broker or hub outage we would still be redelivering through.
+ACKED_RETENTION = timedelta(days=7)
+PURGE_INTERVAL_S = 3600.0
 
 
 def software_version() -> str:
@@ -86,8 +92,12 @@ class Daemon:
                 return
             self._notifier.ready(self._status_line())
             log.info("ready")
+            next_purge = time.monotonic()
             while not stop.is_set():
                 self._tick()
+                if time.monotonic() >= next_purge:
+                    self._outbox.purge_acked(datetime.now(UTC) - ACKED_RETENTION)
+                    next_purge = time.monotonic() + PURGE_INTERVAL_S
                 self._capture_step()
         finally:
             self._notifier.stopping()
