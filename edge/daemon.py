@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 # week covers any broker or hub outage we would still be redelivering through.
 ACKED_RETENTION = timedelta(days=7)
 PURGE_INTERVAL_S = 3600.0
+# How often `systemctl status` learns the outbox depth when nothing else happens.
+STATUS_INTERVAL_S = 1.0
 
 
 def software_version() -> str:
@@ -68,6 +70,8 @@ class Daemon:
         )
         self._sensor_open = False
         self._stop = threading.Event()
+        self._last_status = ""
+        self._next_status_at = 0.0
 
     # Called on the delivery worker's thread; the store opens its own connection.
     def _on_booking(self, request: BookingRequest) -> None:
@@ -109,12 +113,22 @@ class Daemon:
     # --- health -----------------------------------------------------------------------------
 
     def _tick(self) -> None:
-        """Ping the watchdog only while the delivery worker is alive too."""
-        idle = time.monotonic() - self._delivery.last_loop_at
+        """Ping the watchdog only while the delivery worker is alive too; refresh STATUS."""
+        now = time.monotonic()
+        idle = now - self._delivery.last_loop_at
         if idle < self._settings.mqtt.keepalive * 2:
             self._notifier.watchdog()
         else:
             log.error("delivery worker silent for %.0f s; withholding watchdog ping", idle)
+        if now >= self._next_status_at:
+            self._next_status_at = now + STATUS_INTERVAL_S
+            self._report_status()
+
+    def _report_status(self, line: str | None = None) -> None:
+        line = self._status_line() if line is None else line
+        if line != self._last_status:
+            self._last_status = line
+            self._notifier.status(line)
 
     def _status_line(self) -> str:
         counts = self._outbox.counts()
@@ -130,7 +144,7 @@ class Daemon:
                 self._sensor.open()
             except SensorError as exc:
                 self._delivery.set_sensor_state("offline")
-                self._notifier.status(f"waiting for sensor: {exc}")
+                self._report_status(f"waiting for sensor: {exc}")
                 log.warning("cannot open sensor (%s); retrying in %.1f s", exc, delay)
                 self._tick()
                 self._stop.wait(delay)
@@ -152,9 +166,9 @@ class Daemon:
         log.error("sensor disconnected: %s", exc)
         self._close_sensor()
         self._delivery.set_sensor_state("offline")
-        self._notifier.status(self._status_line())
+        self._report_status()
         self._open_sensor()
-        self._notifier.status(self._status_line())
+        self._report_status()
 
     # --- capture ----------------------------------------------------------------------------
 
@@ -224,7 +238,7 @@ class Daemon:
             message.quality,
             result.minutiae_count,
         )
-        self._notifier.status(self._status_line())
+        self._report_status()
         self._feedback(Led.OK)
 
     def _feedback(self, led: Led) -> None:

@@ -81,6 +81,9 @@ def test_every_booked_finger_arrives_once_as_a_valid_template_and_leaves_the_out
     appliance.book("BK-0001", fingers)
     delivered = collect(appliance, "BK-0001", len(fingers))
     assert sorted(delivered) == fingers
+    # The daemon kept systemd informed while it worked.
+    said = appliance.notifications(until="STATUS=sensor ok; outbox pending 0", timeout=30)
+    assert "WATCHDOG=1" in said
     assert appliance.stop_daemon() == 0
     assert_hub_has_each_finger_once(appliance, "BK-0001", fingers)
     counts = outbox_counts(appliance)
