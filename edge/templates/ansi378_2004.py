@@ -1,0 +1,261 @@
+"""ANSI INCITS 378-2004 finger minutiae record: strict decoder and byte-exact encoder.
+
+Layout (all integers big endian): ``FMR\\0``, `` 20\\0`` (the same magic as ISO/IEC 19794-2:2005),
+record length (2 bytes; 0 means a 4-byte length follows, used only when the record is longer
+than 65,535 bytes), CBEFF product identifier (owner 2, type 2), capture equipment compliance
+(4 bits) + id (12 bits), width, height, x/y resolution in pixels per cm (2 each), number of
+finger views (1), reserved (1); per view: finger position (1), view number (4 bits) +
+impression type (4 bits), finger quality (1), minutiae count (1), minutiae (6 bytes: type
+(2 bits) + x (14 bits), reserved (2 bits) + y (14 bits), angle in 2-degree units 0..179,
+quality 0..100), extended data length (2), blocks (type (2), length *including* this 4-byte
+header (2), data).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from edge.templates.binary import ByteReader, check_range
+from edge.templates.errors import TemplateFormatError, TemplateValueError
+from edge.templates.iso19794_2_2005 import ExtendedDataBlock
+
+MAGIC = b"FMR\x00 20\x00"
+HEADER_SIZE = 26
+LONG_HEADER_SIZE = 30
+MAX_SHORT_LENGTH = 0xFFFF
+MAX_COORDINATE = 0x3FFF
+MAX_ANGLE = 179
+MAX_QUALITY = 100
+MAX_FINGER_POSITION = 10
+IMPRESSION_TYPES = frozenset({0, 1, 2, 3, 8, 9})  # 9: live-scan contactless
+MINUTIA_TYPES = frozenset({0, 1, 2})
+EXTENDED_BLOCK_HEADER_SIZE = 4
+
+
+@dataclass(frozen=True)
+class AnsiMinutia:
+    """One minutia as stored: integer pixels, angle in 2-degree units (0..179)."""
+
+    kind: int
+    x: int
+    y: int
+    angle: int
+    quality: int
+
+
+@dataclass(frozen=True)
+class AnsiFingerView:
+    finger_position: int
+    view_number: int
+    impression_type: int
+    finger_quality: int
+    minutiae: tuple[AnsiMinutia, ...] = ()
+    extended_data: tuple[ExtendedDataBlock, ...] = ()
+
+
+@dataclass(frozen=True)
+class AnsiMinutiaeRecord:
+    width: int
+    height: int
+    x_resolution: int  # pixels per cm
+    y_resolution: int
+    views: tuple[AnsiFingerView, ...] = ()
+    product_owner: int = 0  # CBEFF product identifier
+    product_type: int = 0
+    equipment_compliance: int = 0
+    equipment_id: int = 0
+
+
+def record_length(data: bytes) -> int | None:
+    """The length the header claims, or None if there are too few bytes to say."""
+    if len(data) < 10:
+        return None
+    short: int = struct.unpack(">H", data[8:10])[0]
+    if short:
+        return short
+    if len(data) < 14:
+        return None
+    long: int = struct.unpack(">I", data[10:14])[0]
+    return long
+
+
+def decode(data: bytes) -> AnsiMinutiaeRecord:
+    """Parse a complete record; anything malformed raises :class:`TemplateFormatError`."""
+    data = bytes(data)
+    r = ByteReader(data)
+    if r.take(8, "magic") != MAGIC:
+        raise r.fail("magic", "not an ANSI 378-2004 record (expected 'FMR\\0 20\\0')", 8)
+    total = r.u16("record length")
+    if total == 0:
+        total = r.u32("extended record length")
+        if total <= MAX_SHORT_LENGTH:
+            raise r.fail("extended record length", f"{total} fits the 2-byte field", 4)
+    elif total < HEADER_SIZE:
+        raise r.fail("record length", f"{total} is shorter than the {HEADER_SIZE}-byte header", 2)
+    if total != len(data):
+        raise TemplateFormatError(8, "record length", f"says {total} bytes, record has {len(data)}")
+    owner = r.u16("CBEFF product owner")
+    product_type = r.u16("CBEFF product type")
+    equipment = r.u16("capture equipment")
+    width = r.u16("width")
+    height = r.u16("height")
+    x_resolution = r.u16("x resolution")
+    y_resolution = r.u16("y resolution")
+    view_count = r.u8("number of finger views")
+    if view_count == 0:
+        raise r.fail("number of finger views", "a record holds at least one view", 1)
+    if r.u8("reserved") != 0:
+        raise r.fail("reserved", "must be zero", 1)
+    views = tuple(_decode_view(r, width, height) for _ in range(view_count))
+    if r.remaining:
+        raise TemplateFormatError(r.offset, "record", f"{r.remaining} trailing bytes")
+    return AnsiMinutiaeRecord(
+        width=width,
+        height=height,
+        x_resolution=x_resolution,
+        y_resolution=y_resolution,
+        views=views,
+        product_owner=owner,
+        product_type=product_type,
+        equipment_compliance=equipment >> 12,
+        equipment_id=equipment & 0x0FFF,
+    )
+
+
+def _decode_view(r: ByteReader, width: int, height: int) -> AnsiFingerView:
+    position = r.u8("finger position")
+    if position > MAX_FINGER_POSITION:
+        raise r.fail("finger position", f"{position} is not 0..{MAX_FINGER_POSITION}", 1)
+    packed = r.u8("view number/impression type")
+    impression = packed & 0x0F
+    if impression not in IMPRESSION_TYPES:
+        raise r.fail("impression type", f"{impression} is not one of {sorted(IMPRESSION_TYPES)}", 1)
+    quality = r.u8("finger quality")
+    if quality > MAX_QUALITY:
+        raise r.fail("finger quality", f"{quality} is over {MAX_QUALITY}", 1)
+    count = r.u8("number of minutiae")
+    minutiae = tuple(_decode_minutia(r, width, height) for _ in range(count))
+    return AnsiFingerView(
+        finger_position=position,
+        view_number=packed >> 4,
+        impression_type=impression,
+        finger_quality=quality,
+        minutiae=minutiae,
+        extended_data=decode_inclusive_blocks(r),
+    )
+
+
+def _decode_minutia(r: ByteReader, width: int, height: int) -> AnsiMinutia:
+    start = r.offset
+    type_x = r.u16("minutia type/x")
+    reserved_y = r.u16("minutia y")
+    angle = r.u8("minutia angle")
+    quality = r.u8("minutia quality")
+    kind, x, y = type_x >> 14, type_x & MAX_COORDINATE, reserved_y & MAX_COORDINATE
+    if kind not in MINUTIA_TYPES:
+        raise TemplateFormatError(start, "minutia type", "type bits 11 are reserved")
+    if reserved_y >> 14:
+        raise TemplateFormatError(start + 2, "minutia y", "reserved bits 15..14 must be zero")
+    if x >= width or y >= height:
+        raise TemplateFormatError(start, "minutia x/y", f"({x}, {y}) is outside {width}x{height}")
+    if angle > MAX_ANGLE:
+        raise TemplateFormatError(start + 4, "minutia angle", f"{angle} is over {MAX_ANGLE}")
+    if quality > MAX_QUALITY:
+        raise TemplateFormatError(start + 5, "minutia quality", f"{quality} is over {MAX_QUALITY}")
+    return AnsiMinutia(kind=kind, x=x, y=y, angle=angle, quality=quality)
+
+
+def decode_inclusive_blocks(r: ByteReader) -> tuple[ExtendedDataBlock, ...]:
+    """Extended data whose block lengths count the 4-byte block header (ANSI 378, ISO 2011)."""
+    length = r.u16("extended data length")
+    if length > r.remaining:
+        raise r.fail("extended data length", f"{length} bytes run past the record", 2)
+    end = r.offset + length
+    blocks: list[ExtendedDataBlock] = []
+    while r.offset < end:
+        if end - r.offset < EXTENDED_BLOCK_HEADER_SIZE:
+            raise TemplateFormatError(r.offset, "extended data block", "header cut short")
+        type_id = r.u16("extended data type")
+        if type_id == 0:
+            raise r.fail("extended data type", "type 0 is not assigned", 2)
+        size = r.u16("extended data block length")
+        if size < EXTENDED_BLOCK_HEADER_SIZE:
+            raise r.fail("extended data block length", f"{size} is less than its own header", 2)
+        if r.offset - EXTENDED_BLOCK_HEADER_SIZE + size > end:
+            raise r.fail("extended data block length", f"{size} bytes run past the area", 2)
+        data = r.take(size - EXTENDED_BLOCK_HEADER_SIZE, "extended data")
+        blocks.append(ExtendedDataBlock(type_id=type_id, data=data))
+    return tuple(blocks)
+
+
+def encode_inclusive_blocks(blocks: tuple[ExtendedDataBlock, ...]) -> bytes:
+    parts = []
+    for block in blocks:
+        check_range(block.type_id, 0xFFFF, "extended data type", minimum=1)
+        size = len(block.data) + EXTENDED_BLOCK_HEADER_SIZE
+        check_range(size, 0xFFFF, "extended data block length")
+        parts.append(struct.pack(">HH", block.type_id, size) + block.data)
+    area = b"".join(parts)
+    check_range(len(area), 0xFFFF, "extended data length")
+    return struct.pack(">H", len(area)) + area
+
+
+def encode(record: AnsiMinutiaeRecord) -> bytes:
+    """Serialise a record; out-of-range fields raise :class:`TemplateValueError`."""
+    check_range(record.product_owner, 0xFFFF, "CBEFF product owner")
+    check_range(record.product_type, 0xFFFF, "CBEFF product type")
+    check_range(record.equipment_compliance, 0x0F, "equipment compliance")
+    check_range(record.equipment_id, 0x0FFF, "equipment id")
+    for name in ("width", "height", "x_resolution", "y_resolution"):
+        check_range(getattr(record, name), 0xFFFF, name)
+    check_range(len(record.views), 0xFF, "number of finger views", minimum=1)
+    body = b"".join(_encode_view(v, record.width, record.height) for v in record.views)
+    total = HEADER_SIZE + len(body)
+    if total <= MAX_SHORT_LENGTH:
+        length = struct.pack(">H", total)
+    else:
+        total += LONG_HEADER_SIZE - HEADER_SIZE
+        check_range(total, 0xFFFFFFFF, "record length")
+        length = struct.pack(">HI", 0, total)
+    fields = struct.pack(
+        ">HHHHHHHBB",
+        record.product_owner,
+        record.product_type,
+        record.equipment_compliance << 12 | record.equipment_id,
+        record.width,
+        record.height,
+        record.x_resolution,
+        record.y_resolution,
+        len(record.views),
+        0,
+    )
+    return MAGIC + length + fields + body
+
+
+def _encode_view(view: AnsiFingerView, width: int, height: int) -> bytes:
+    check_range(view.finger_position, MAX_FINGER_POSITION, "finger position")
+    check_range(view.view_number, 0x0F, "view number")
+    if view.impression_type not in IMPRESSION_TYPES:
+        raise TemplateValueError(f"impression type {view.impression_type} is not allowed")
+    check_range(view.finger_quality, MAX_QUALITY, "finger quality")
+    check_range(len(view.minutiae), 0xFF, "number of minutiae")
+    parts = [
+        struct.pack(
+            ">BBBB",
+            view.finger_position,
+            view.view_number << 4 | view.impression_type,
+            view.finger_quality,
+            len(view.minutiae),
+        )
+    ]
+    for m in view.minutiae:
+        if m.kind not in MINUTIA_TYPES:
+            raise TemplateValueError(f"minutia type {m.kind} is not 0, 1 or 2")
+        check_range(m.x, min(width - 1, MAX_COORDINATE), "minutia x")
+        check_range(m.y, min(height - 1, MAX_COORDINATE), "minutia y")
+        check_range(m.angle, MAX_ANGLE, "minutia angle")
+        check_range(m.quality, MAX_QUALITY, "minutia quality")
+        parts.append(struct.pack(">HHBB", m.kind << 14 | m.x, m.y, m.angle, m.quality))
+    parts.append(encode_inclusive_blocks(view.extended_data))
+    return b"".join(parts)
