@@ -5,7 +5,12 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from edge.templates.ansi378_2004 import AnsiFingerView, AnsiMinutia, AnsiMinutiaeRecord
-from edge.templates.iso19794_2_2005 import ExtendedDataBlock, IsoMinutia
+from edge.templates.iso19794_2_2005 import (
+    ExtendedDataBlock,
+    FingerMinutiaeRecord,
+    FingerView,
+    IsoMinutia,
+)
 from edge.templates.iso19794_2_2011 import (
     CaptureDateTime,
     CertificationRecord,
@@ -140,3 +145,37 @@ def iso2011_records(draw: st.DrawFn) -> Iso2011Record:
     certified = draw(st.booleans())
     reps = draw(st.lists(representations(certified), min_size=1, max_size=3))
     return Iso2011Record(representations=tuple(reps), certification_flag=certified)
+
+
+iso2005_records = st.builds(
+    FingerMinutiaeRecord,
+    width=st.just(WIDTH),
+    height=st.just(HEIGHT),
+    x_resolution=st.integers(0, 0xFFFF),
+    y_resolution=st.integers(0, 0xFFFF),
+    views=st.lists(
+        st.builds(
+            FingerView,
+            finger_position=st.integers(0, 10),
+            view_number=st.integers(0, 15),
+            impression_type=st.sampled_from([0, 1, 2, 3, 8]),
+            finger_quality=st.integers(0, 100),
+            minutiae=st.lists(
+                st.builds(
+                    IsoMinutia,
+                    kind=st.integers(0, 2),
+                    x=st.integers(0, WIDTH - 1),
+                    y=st.integers(0, HEIGHT - 1),
+                    angle=st.integers(0, 255),
+                    quality=st.integers(0, 100),
+                ),
+                max_size=30,
+            ).map(tuple),
+            extended_data=blocks,
+        ),
+        min_size=1,
+        max_size=4,
+    ).map(tuple),
+    equipment_compliance=st.integers(0, 15),
+    equipment_id=st.integers(0, 0xFFF),
+)
