@@ -118,10 +118,10 @@ def register_sensor(kind: str, factory: SensorFactory) -> None:
 
 
 def make_sensor(kind: str, **settings: Any) -> Sensor:
-    """Build (not open) the sensor named by ``kind`` ("serial", later "usb") with its settings."""
+    """Build (not open) the sensor named by ``kind`` ("serial" or "usb") with its settings."""
     # Importing the implementations registers them; done here so importing the interface stays
     # light.
-    from firmware_bridge import zfm_serial  # noqa: F401
+    from firmware_bridge import zfm_serial, zfm_usb  # noqa: F401
 
     try:
         factory = _REGISTRY[kind]
