@@ -223,6 +223,43 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_template_inspect(args: argparse.Namespace) -> int:
+    from edge.templates.errors import TemplateError
+    from edge.templates.inspect import describe, render_text
+
+    try:
+        description = describe(args.file.read_bytes())
+    except (OSError, TemplateError) as exc:
+        print(f"kiosk-edge: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(description, indent=2))
+    else:
+        print(render_text(description), end="")
+    return 0
+
+
+def cmd_template_convert(args: argparse.Namespace) -> int:
+    from edge.templates.convert import XytGeometry, convert
+    from edge.templates.errors import TemplateError
+    from edge.templates.formats import TemplateFormat
+
+    geometry = None
+    if args.width is not None and args.height is not None:
+        geometry = XytGeometry(args.width, args.height, args.ppi, args.finger, args.impression)
+    try:
+        result = convert(
+            args.input.read_bytes(), TemplateFormat(args.to), geometry=geometry, view=args.view
+        )
+    except (OSError, TemplateError) as exc:
+        print(f"kiosk-edge: {args.input}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    _write_private(args.output, result.data)
+    for loss in result.losses:
+        print(f"kiosk-edge: note: {loss}", file=sys.stderr)
+    return 0
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -279,6 +316,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config-check", help="validate a configuration file")
     with_config(p)
     p.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("template", help="read and convert minutiae templates")
+    template = p.add_subparsers(dest="template_command", required=True)
+    t = template.add_parser("inspect", help="print every field of a template file")
+    t.add_argument("file", type=Path, metavar="FILE")
+    t.add_argument("--json", action="store_true", help="JSON instead of text")
+    t.set_defaults(func=cmd_template_inspect)
+    t = template.add_parser("convert", help="re-encode a template in another format")
+    t.add_argument("input", type=Path, metavar="IN")
+    t.add_argument("output", type=Path, metavar="OUT")
+    t.add_argument("--to", required=True, choices=["iso2005", "iso2011", "ansi378", "xyt"])
+    t.add_argument("--view", type=int, default=0, help="finger view written to .xyt (default 0)")
+    t.add_argument("--width", type=int, help=".xyt input: image width in pixels")
+    t.add_argument("--height", type=int, help=".xyt input: image height in pixels")
+    t.add_argument("--ppi", type=float, default=500.0, help=".xyt input: resolution (default 500)")
+    t.add_argument("--finger", type=int, default=0, choices=range(11), metavar="0-10",
+                   help=".xyt input: finger position code")
+    t.add_argument("--impression", type=int, default=0, help=".xyt input: impression type code")
+    t.set_defaults(func=cmd_template_convert)
     return parser
 
 
