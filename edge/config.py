@@ -10,7 +10,14 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG_PATH = Path("/etc/kiosk-edge/config.toml")
@@ -21,20 +28,35 @@ class _Section(BaseModel):
 
 
 class SensorConfig(_Section):
-    """Which sensor to open and how; ``kind`` picks the implementation."""
+    """Which sensor to open and how; ``kind`` picks the implementation.
 
-    kind: Literal["serial"] = "serial"
+    ``port`` and ``baudrate`` apply to "serial"; ``vendor_id``, ``product_id`` and
+    ``serial_number`` (to pick one of several identical sensors) to "usb".
+    """
+
+    kind: Literal["serial", "usb"] = "serial"
     port: str = "/dev/kiosk-sensor"
     baudrate: Annotated[int, Field(ge=9600, le=921600)] = 57600
+    vendor_id: Annotated[int, Field(ge=0, le=0xFFFF)] | None = None
+    product_id: Annotated[int, Field(ge=0, le=0xFFFF)] | None = None
+    serial_number: str | None = None
     address: Annotated[int, Field(ge=0, le=0xFFFFFFFF)] = 0xFFFFFFFF
     password: Annotated[int, Field(ge=0, le=0xFFFFFFFF)] = 0
     packet_size: Literal[32, 64, 128, 256] = 128
     timeout: Annotated[float, Field(gt=0, le=60)] = 2.0
     ppi: Annotated[float, Field(gt=100, le=2000)] = 500.0
 
+    @model_validator(mode="after")
+    def _usb_needs_ids(self) -> SensorConfig:
+        if self.kind == "usb" and (self.vendor_id is None or self.product_id is None):
+            raise ValueError("a usb sensor needs vendor_id and product_id")
+        return self
+
     def settings(self) -> dict[str, Any]:
         """Keyword arguments for :func:`firmware_bridge.make_sensor`."""
-        return self.model_dump(exclude={"kind"})
+        if self.kind == "usb":
+            return self.model_dump(exclude={"kind", "port", "baudrate"})
+        return self.model_dump(exclude={"kind", "vendor_id", "product_id", "serial_number"})
 
 
 class TlsConfig(_Section):
