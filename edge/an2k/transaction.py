@@ -81,7 +81,7 @@ class FingerprintImage:
     """A Type-14 record: one finger, or a slap (13, 14, 15) with its segments."""
 
     finger_position: int
-    pixels: npt.NDArray[np.uint8]
+    pixels: npt.NDArray[np.uint8] = field(compare=False)  # equality compares the metadata
     impression_type: int = 0
     capture_date: datetime.date = datetime.date(1970, 1, 1)
     source_agency: str = ""
