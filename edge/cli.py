@@ -260,6 +260,70 @@ def cmd_template_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_an2k_inspect(args: argparse.Namespace) -> int:
+    from edge.an2k import transaction
+    from edge.an2k.errors import An2kError
+    from edge.an2k.inspect import describe
+
+    try:
+        description = describe(transaction.read(args.file.read_bytes()))
+    except (OSError, An2kError) as exc:
+        print(f"kiosk-edge: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(description, indent=2))
+        return 0
+    for kind, content in description.items():
+        for number, record in enumerate(content if isinstance(content, list) else [content]):
+            print(f"{kind}[{number}]:")
+            for key, value in record.items():
+                print(f"  {key}: {value}")
+    return 0
+
+
+def cmd_an2k_build(args: argparse.Namespace) -> int:
+    import datetime
+
+    from edge.an2k import transaction
+    from edge.an2k.booking import BookingSpec, ImageSpec, MinutiaeSpec, build, load_spec
+    from edge.an2k.errors import An2kError
+    from edge.templates.errors import TemplateError
+
+    try:
+        base = Path.cwd()
+        if args.spec:
+            spec = load_spec(args.spec)
+            base = args.spec.parent
+        else:
+            spec = BookingSpec.model_validate({"transaction": {
+                "tot": args.tot, "dai": args.dai, "ori": args.ori, "tcn": args.tcn}})
+        overrides = {k: getattr(args, k) for k in ("tot", "dai", "ori", "tcn") if getattr(args, k)}
+        descriptive = dict(spec.descriptive)
+        for assignment in args.field:
+            number, _, value = assignment.partition("=")
+            descriptive[int(number.removeprefix("2."))] = value
+        images = list(spec.image) + [
+            ImageSpec(finger=int(f), file=Path(p).resolve(), impression=args.impression)
+            for f, _, p in (i.partition("=") for i in args.image)
+        ]
+        minutiae = list(spec.minutiae) + [
+            MinutiaeSpec(finger=int(f), file=Path(p).resolve())
+            for f, _, p in (m.partition("=") for m in args.minutiae)
+        ]
+        spec = BookingSpec.model_validate({
+            "transaction": spec.transaction.model_dump() | overrides,
+            "descriptive": descriptive,
+            "image": [i.model_dump() for i in images],
+            "minutiae": [m.model_dump() for m in minutiae],
+        })
+        data = transaction.write(build(spec, base, datetime.datetime.now(datetime.UTC).date()))
+    except (OSError, ValueError, An2kError, TemplateError) as exc:
+        print(f"kiosk-edge: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    _write_private(args.output, data)
+    return 0
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -335,6 +399,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help=".xyt input: finger position code")
     t.add_argument("--impression", type=int, default=0, help=".xyt input: impression type code")
     t.set_defaults(func=cmd_template_convert)
+
+    p = sub.add_parser("an2k", help="ANSI/NIST-ITL 1-2011 transactions")
+    an2k = p.add_subparsers(dest="an2k_command", required=True)
+    t = an2k.add_parser("inspect", help="print the records of a transaction")
+    t.add_argument("file", type=Path, metavar="FILE")
+    t.add_argument("--json", action="store_true", help="JSON instead of text")
+    t.set_defaults(func=cmd_an2k_inspect)
+    t = an2k.add_parser("build", help="a booking transaction from images and templates")
+    t.add_argument("-o", "--output", type=Path, required=True)
+    t.add_argument("--spec", type=Path, help="booking TOML (see edge/an2k/booking.py)")
+    for name in ("tot", "dai", "ori", "tcn"):
+        t.add_argument(f"--{name}", help=f"Type-1 {name.upper()}")
+    t.add_argument("--field", action="append", default=[], metavar="2.NNN=VALUE",
+                   help="a Type-2 field (repeatable)")
+    t.add_argument("--image", action="append", default=[], metavar="FGP=PATH",
+                   help="an image for a Type-14 record (repeatable)")
+    t.add_argument("--impression", type=int, default=0, help="impression type of --image")
+    t.add_argument("--minutiae", action="append", default=[], metavar="FGP=TEMPLATE",
+                   help="a template for a Type-9 record (repeatable)")
+    t.set_defaults(func=cmd_an2k_build)
     return parser
 
 
