@@ -101,7 +101,10 @@ class ModelConfig(_Section):
 class CaptureConfig(_Section):
     """How captures are taken and what template format goes on the wire."""
 
-    template_format: Literal["iso19794-2:2005"] = "iso19794-2:2005"
+    template_format: Literal["iso19794-2:2005", "iso19794-2:2011", "ansi-incits-378:2004"] = (
+        "iso19794-2:2005"
+    )
+    send_wsq_image: bool = False  # also send the image, WSQ-compressed at 500 ppi
     finger_timeout: Annotated[float, Field(gt=0, le=10)] = 0.5
 
 

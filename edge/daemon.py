@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # week covers any broker or hub outage we would still be redelivering through.
 ACKED_RETENTION = timedelta(days=7)
 PURGE_INTERVAL_S = 3600.0
+# A sensor plugged back in should be in use again before the officer wonders; trying to open an
+# absent one costs a failed open() or one USB bus scan.
+SENSOR_RETRY_MAX_S = 2.0
 # How often `systemctl status` learns the outbox depth when nothing else happens.
 STATUS_INTERVAL_S = 1.0
 
@@ -139,16 +142,19 @@ class Daemon:
 
     def _open_sensor(self) -> None:
         delay = 0.5
+        last_reason = ""
         while not self._stop.is_set():
             try:
                 self._sensor.open()
             except SensorError as exc:
                 self._delivery.set_sensor_state("offline")
                 self._report_status(f"waiting for sensor: {exc}")
-                log.warning("cannot open sensor (%s); retrying in %.1f s", exc, delay)
+                if str(exc) != last_reason:
+                    last_reason = str(exc)
+                    log.warning("cannot open sensor (%s); retrying until it is back", exc)
                 self._tick()
                 self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, SENSOR_RETRY_MAX_S)
                 continue
             self._sensor_open = True
             self._delivery.set_sensor_state("ok")
@@ -212,7 +218,14 @@ class Daemon:
             self._feedback(Led.ERROR)
             return
         try:
-            result = pipeline.process(image, slot, self._extractor, self._settings.quality)
+            result = pipeline.process(
+                image,
+                slot,
+                self._extractor,
+                self._settings.quality,
+                template_format=self._settings.capture.template_format,
+                wsq_image=self._settings.capture.send_wsq_image,
+            )
         except Exception:
             # A bug or a model failure must cost this capture only, never the daemon.
             log.exception("processing capture for finger %d failed", slot.finger_position)

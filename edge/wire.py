@@ -41,7 +41,11 @@ MAX_TEMPLATE_BYTES = 32 * 1024
 """An ISO/IEC 19794-2 record with one view of 255 minutiae is under 2 KiB; this leaves room for
 extended data without letting a message carry arbitrary blobs."""
 
-TemplateFormat = Literal["iso19794-2:2005"]
+MAX_IMAGE_BYTES = 24 * 1024
+"""A 500 ppi single-finger WSQ image at 0.75 bpp (256 x 288 from the kiosk's sensor is about
+6 KiB); the limit keeps a message with its template under :data:`MAX_PAYLOAD_BYTES`."""
+
+TemplateFormat = Literal["iso19794-2:2005", "iso19794-2:2011", "ansi-incits-378:2004"]
 TEMPLATE_FORMAT: TemplateFormat = "iso19794-2:2005"
 
 # No C0/C1 control characters, DEL or Unicode line/paragraph separators (they break logs, file
@@ -87,6 +91,14 @@ def _utc(value: datetime) -> datetime:
 
 
 def _canonical_base64(value: str) -> str:
+    return _bounded_base64(value, MAX_TEMPLATE_BYTES)
+
+
+def _canonical_base64_image(value: str) -> str:
+    return _bounded_base64(value, MAX_IMAGE_BYTES)
+
+
+def _bounded_base64(value: str, limit: int) -> str:
     try:
         raw = base64.b64decode(value, validate=True)
     except binascii.Error:
@@ -95,8 +107,8 @@ def _canonical_base64(value: str) -> str:
         raise ValueError("not canonical base64 (padding or trailing bits)")
     if not raw:
         raise ValueError("decodes to no bytes")
-    if len(raw) > MAX_TEMPLATE_BYTES:
-        raise ValueError(f"decodes to more than {MAX_TEMPLATE_BYTES} bytes")
+    if len(raw) > limit:
+        raise ValueError(f"decodes to more than {limit} bytes")
     return value
 
 
@@ -114,10 +126,20 @@ Base64Template = Annotated[
     Field(
         min_length=4,
         max_length=4 * -(-MAX_TEMPLATE_BYTES // 3),
-        description="the ISO/IEC 19794-2:2005 record, canonical base64",
+        description="the minutiae record in template_format, canonical base64",
         json_schema_extra={"contentEncoding": "base64"},
     ),
     AfterValidator(_canonical_base64),
+]
+Base64Wsq = Annotated[
+    str,
+    Field(
+        min_length=4,
+        max_length=4 * -(-MAX_IMAGE_BYTES // 3),
+        description="the captured image as WSQ at 500 ppi, canonical base64",
+        json_schema_extra={"contentEncoding": "base64"},
+    ),
+    AfterValidator(_canonical_base64_image),
 ]
 
 
@@ -198,6 +220,7 @@ class TemplateMessage(WireMessage):
     model_version: ShortText
     template_format: TemplateFormat = TEMPLATE_FORMAT
     template: Base64Template
+    image_wsq: Base64Wsq | None = None
 
     @classmethod
     def build(cls, *, template_bytes: bytes, **fields: Any) -> TemplateMessage:
@@ -207,6 +230,11 @@ class TemplateMessage(WireMessage):
     @property
     def template_bytes(self) -> bytes:
         return base64.b64decode(self.template, validate=True)
+
+    @property
+    def image_wsq_bytes(self) -> bytes | None:
+        """The WSQ image when the kiosk is configured to send it."""
+        return None if self.image_wsq is None else base64.b64decode(self.image_wsq, validate=True)
 
 
 AckStatus = Literal["accepted", "duplicate", "rejected"]
