@@ -173,3 +173,19 @@ def test_any_2011_record_converts_to_a_valid_record_or_says_why_not(
     else:
         assert detect_format(result.data) is target
         convert(result.data, ISO11)  # and it decodes again
+
+
+def test_a_coordinate_past_14_bits_is_refused_rather_than_corrupting_the_type() -> None:
+    view = FingerView(1, 0, 0, 0, (iso19794_2_2005.IsoMinutia(1, 0x4000, 0, 0, 0),))
+    with pytest.raises(TemplateValueError, match="minutia x"):
+        iso19794_2_2005.encode(FingerMinutiaeRecord(0x5000, 100, 197, 197, (view,)))
+
+
+def test_truncated_records_are_not_mistaken_for_another_format() -> None:
+    invalid = Path(__file__).parent / "fixtures" / "iso19794_2_2005"
+    corpus = CORPUS.parent / "invalid"
+    paths = sorted(invalid.glob("invalid_*.iso")) + sorted(corpus.glob("*.iso"))
+    for path in paths:
+        for target in (ISO, ISO11, ANSI, XYT):
+            with pytest.raises(TemplateFormatError):
+                convert(path.read_bytes(), target)

@@ -247,8 +247,9 @@ def _encode_view(view: FingerView, width: int, height: int) -> bytes:
     for m in view.minutiae:
         if m.kind not in MINUTIA_TYPES:
             raise TemplateValueError(f"minutia type {m.kind} is not 0, 1 or 2")
-        _check(m.x, width - 1, "minutia x")
-        _check(m.y, height - 1, "minutia y")
+        # Coordinates have 14 bits: a wider image cannot put a minutia past 16383.
+        _check(m.x, min(width - 1, MAX_COORDINATE), "minutia x")
+        _check(m.y, min(height - 1, MAX_COORDINATE), "minutia y")
         _check(m.angle, 0xFF, "minutia angle")
         _check(m.quality, MAX_QUALITY, "minutia quality")
         parts.append(struct.pack(">HHBB", m.kind << 14 | m.x, m.y, m.angle, m.quality))
