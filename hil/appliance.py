@@ -162,9 +162,7 @@ class Appliance:
         try:
             self.broker.start()
             self.start_hub()
-            self.scanner = PtyScanner(ZfmDevice(FingerScript(self._images)),
-                                      link=self.workdir / "ttySIM0")
-            self.scanner.start()
+            self._start_sensor()
             self.observer = _Observer(self.broker.host, self.broker.port, self.prefix,
                                       self.device_id)
             self._write_config()
@@ -186,14 +184,32 @@ class Appliance:
         if self.observer is not None:
             self.observer.close()
             self.observer = None
-        if self.scanner is not None:
-            self.scanner.stop()
-            self.scanner = None
+        self._stop_sensor()
         self.stop_hub()
         self.broker.stop()
         if self._notify is not None:
             self._notify.close()
             self._notify = None
+
+    # The sensor side: a simulated scanner on a pty here; subclasses put it elsewhere.
+
+    def _start_sensor(self) -> None:
+        self.scanner = PtyScanner(ZfmDevice(FingerScript(self._images)),
+                                  link=self.workdir / "ttySIM0")
+        self.scanner.start()
+
+    def _stop_sensor(self) -> None:
+        if self.scanner is not None:
+            self.scanner.stop()
+            self.scanner = None
+
+    def _sensor_config(self) -> str:
+        """The config file's [sensor] section."""
+        assert self.scanner is not None
+        return f'[sensor]\nport = "{self.scanner.path}"\n'
+
+    def _daemon_env(self, env: dict[str, str]) -> dict[str, str]:
+        return env
 
     def start_hub(self) -> None:
         self.hub = ReferenceHub(self.broker.host, self.broker.port, self.workdir / "hub.sqlite3",
@@ -206,13 +222,11 @@ class Appliance:
             self.hub = None
 
     def _write_config(self) -> None:
-        assert self.scanner is not None
         self.config_path.write_text(
             f'device_id = "{self.device_id}"\n'
             f'state_dir = "{self.state_dir}"\n'
-            "[sensor]\n"
-            f'port = "{self.scanner.path}"\n'
-            "[mqtt]\n"
+            + self._sensor_config()
+            + "[mqtt]\n"
             f'host = "{self.broker.host}"\n'
             f"port = {self.broker.port}\n"
             f'topic_prefix = "{self.prefix}"\n'
@@ -234,7 +248,7 @@ class Appliance:
         log = self.daemon_log.open("ab")
         self.daemon = subprocess.Popen(
             [sys.executable, "-m", "edge.cli", "run", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
+            stdout=log, stderr=subprocess.STDOUT, env=self._daemon_env(env),
         )
         log.close()
         if self.observer is not None:

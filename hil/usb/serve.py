@@ -20,6 +20,14 @@ from hil.usb.testbed import UsbTestbed
 from hil.usb.wire import decode_fault, decode_image, encode_state
 
 
+def generated_fingers(seed: int) -> ImageSource:
+    """Placement i shows synthetic finger i, first impression (as the end-to-end tests use)."""
+    from hil.fingers import FingerGenerator
+
+    generator = FingerGenerator(seed=seed)
+    return lambda index: generator.impression_image(index, 0, width=256, height=288)
+
+
 class _Server:
     def __init__(self, out: TextIO) -> None:
         self._out = out
@@ -54,6 +62,8 @@ class _Server:
         source: ImageSource
         if args.get("image_dir"):
             source = DirectoryImages(Path(args["image_dir"]))
+        elif args.get("generator_seed") is not None:
+            source = generated_fingers(int(args["generator_seed"]))
         else:
             source = RidgeImages(int(args.get("seed", 0)))
         device = ZfmDevice(

@@ -35,7 +35,8 @@ _BITS_PER_BYTE = 10
 class UsbSimulator:
     """The simulated sensor on a mock USB bus, in its own process; use as a context manager.
 
-    ``image_dir`` (else ridges from ``seed``) supplies a finger whenever the host looks; with
+    ``image_dir`` (else synthetic fingers from ``generator_seed``, else ridges from ``seed``)
+    supplies a finger whenever the host looks; with
     ``auto_fingers=False`` only :meth:`place` puts fingers down.
     """
 
@@ -46,6 +47,7 @@ class UsbSimulator:
         product_id: int = SIMULATED_PRODUCT_ID,
         serial_number: str = "SIM0001",
         image_dir: Path | None = None,
+        generator_seed: int | None = None,
         seed: int = 0,
         auto_fingers: bool = True,
         password: int = 0,
@@ -60,6 +62,7 @@ class UsbSimulator:
             "product_id": product_id,
             "serial_number": serial_number,
             "image_dir": str(image_dir) if image_dir is not None else None,
+            "generator_seed": generator_seed,
             "seed": seed,
             "auto_fingers": auto_fingers,
             "password": password,
