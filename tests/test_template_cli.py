@@ -69,3 +69,14 @@ def test_xyt_converts_back_when_the_image_size_is_given(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert detect_format(iso.read_bytes()) is TemplateFormat.ISO2005
+
+
+@pytest.mark.parametrize("target", ["iso2011", "ansi378"])
+def test_inspect_reads_every_binary_format_the_converter_writes(
+    tmp_path: Path, target: str
+) -> None:
+    out = tmp_path / "record"
+    assert kiosk_edge("convert", str(FIXTURE), str(out), "--to", target).returncode == 0
+    result = kiosk_edge("inspect", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["format"] == target
