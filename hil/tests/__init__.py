@@ -1,0 +1,1 @@
+"""The HIL scenario suite (``pytest hil --hil-device=...``)."""

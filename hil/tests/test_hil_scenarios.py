@@ -1,0 +1,241 @@
+"""HIL scenarios, written once, run against each ``--hil-device`` target.
+
+On the simulators every scenario runs; on a real rig those that need staging (a chosen image,
+a fault, a cable pull) skip and say why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from edge.config import QualityConfig
+from edge.quality import assess
+from firmware_bridge.errors import (
+    SensorDisconnectedError,
+    SensorError,
+    SensorOperationError,
+    SensorTimeoutError,
+)
+from firmware_bridge.sensor import Sensor
+from firmware_bridge.zfm_protocol import (
+    IMAGE_HEIGHT,
+    IMAGE_WIDTH,
+    PACKET_SIZES,
+    Command,
+    Confirmation,
+    quantize_image,
+)
+from hil.appliance import Appliance
+from hil.fingers import FingerGenerator
+from hil.rig import CannotStage, Rig, Target, make_rig
+from hil.simulator.faults import FirmwareError, Garbage, Stall
+from hil.usb.testbed import unavailable_reason
+
+PATIENCE = 30.0
+
+
+@pytest.fixture
+def rig(hil_target: Target, tmp_path: Path) -> Iterator[Rig]:
+    if hil_target.kind == "sim-usb" and (reason := unavailable_reason()) is not None:
+        pytest.skip(reason)
+    made = make_rig(hil_target, tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def stage(action: Callable[[], None]) -> None:
+    """Do a staging step, or skip the scenario when the target cannot stage it."""
+    try:
+        action()
+    except CannotStage as exc:
+        pytest.skip(str(exc))
+
+
+def ridges(period: float) -> npt.NDArray[np.uint8]:
+    y, x = np.mgrid[0:IMAGE_HEIGHT, 0:IMAGE_WIDTH]
+    image: npt.NDArray[np.uint8] = (
+        127.5 + 127.5 * np.sin(2 * np.pi * (x + 0.5 * y) / period)
+    ).astype(np.uint8)
+    return image
+
+
+def smudge() -> npt.NDArray[np.uint8]:
+    """A pressed-too-hard blot: dark, almost uniform."""
+    rng = np.random.default_rng(5)
+    return rng.integers(60, 70, size=(IMAGE_HEIGHT, IMAGE_WIDTH), dtype=np.uint8)
+
+
+def take(sensor: Sensor) -> npt.NDArray[np.uint8]:
+    assert sensor.wait_for_finger(PATIENCE)
+    pixels = sensor.capture().pixels
+    assert sensor.wait_for_lift(PATIENCE)
+    return pixels
+
+
+def test_sensor_answers_the_handshake_and_reports_its_parameters(rig: Rig) -> None:
+    info = rig.sensor().info
+    assert info.transport == ("usb" if rig.target.kind.endswith("usb") else "serial")
+    assert info.packet_size in PACKET_SIZES
+    assert info.library_size is not None and info.library_size > 0
+
+
+def test_an_empty_glass_is_a_quiet_timeout(rig: Rig) -> None:
+    assert not rig.sensor().wait_for_finger(0.3)
+
+
+def test_finger_placed_is_captured_whole_and_then_lifted(rig: Rig) -> None:
+    stage(lambda: rig.place(ridges(9.0)))
+    pixels = take(rig.sensor())
+    np.testing.assert_array_equal(pixels, quantize_image(ridges(9.0)))
+    assert rig.state.lifts_seen == 1
+
+
+def test_poor_image_is_rejected_and_the_good_one_after_it_accepted(rig: Rig) -> None:
+    stage(lambda: rig.place(smudge()))
+    rig.place(ridges(9.0))
+    sensor = rig.sensor()
+    quality = QualityConfig()
+    first = assess(take(sensor), quality)
+    second = assess(take(sensor), quality)
+    assert first.rejection is not None
+    assert second.rejection is None
+
+
+def test_unplug_during_upload_fails_that_capture_whole_and_replug_resumes(rig: Rig) -> None:
+    stage(lambda: rig.place(ridges(9.0)))
+    rig.place(ridges(11.0))
+    sensor = rig.sensor()
+    assert sensor.wait_for_finger(PATIENCE)
+    rig.slow_down()
+    outcome: list[BaseException | None] = []
+
+    def capture() -> None:
+        try:
+            sensor.capture()
+            outcome.append(None)
+        except SensorError as exc:
+            outcome.append(exc)
+
+    started = rig.state.bytes_sent
+    capturing = threading.Thread(target=capture)
+    capturing.start()
+    assert rig.wait_until(lambda s: s.bytes_sent > started + 4096, PATIENCE)
+    rig.unplug()
+    capturing.join(PATIENCE)
+    assert len(outcome) == 1 and isinstance(outcome[0], SensorDisconnectedError)
+
+    rig.full_speed()
+    rig.replug()
+    sensor.open()
+    # The simulated officer moved on once the device answered UpImage: the next finger, whole.
+    np.testing.assert_array_equal(take(sensor), quantize_image(ridges(11.0)))
+
+
+def test_garbage_on_the_line_is_skipped(rig: Rig) -> None:
+    stage(lambda: rig.add_fault(Garbage(command=Command.GEN_IMG, times=3)))
+    rig.place(ridges(9.0))
+    np.testing.assert_array_equal(take(rig.sensor()), quantize_image(ridges(9.0)))
+
+
+def test_a_stalled_sensor_times_out_and_answers_again_afterwards(rig: Rig) -> None:
+    stage(lambda: rig.add_fault(Stall(command=Command.GEN_IMG)))
+    sensor = rig.sensor()
+    with pytest.raises(SensorTimeoutError):
+        sensor.wait_for_finger(PATIENCE)
+    assert not sensor.wait_for_finger(0.1)
+
+
+def test_a_slow_sensor_still_delivers_whole_images(rig: Rig) -> None:
+    stage(rig.slow_down)
+    rig.place(ridges(9.0))
+    np.testing.assert_array_equal(take(rig.sensor()), quantize_image(ridges(9.0)))
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        (Command.GEN_IMG, Confirmation.IMAGE_FAILED),
+        (Command.UP_IMAGE, Confirmation.IMAGE_UPLOAD_FAILED),
+    ],
+    ids=["GenImg-image-failed", "UpImage-upload-failed"],
+)
+def test_firmware_error_codes_surface_with_their_code(
+    rig: Rig, command: Command, code: Confirmation
+) -> None:
+    stage(lambda: rig.add_fault(FirmwareError(command=command, code=code)))
+    rig.place(ridges(9.0))
+    sensor = rig.sensor()
+    with pytest.raises(SensorOperationError) as caught:
+        assert sensor.wait_for_finger(PATIENCE)
+        sensor.capture()
+    assert caught.value.code == code
+
+
+# --- the whole appliance -------------------------------------------------------------------
+
+
+class _Fingers:
+    def __init__(self) -> None:
+        self._generator = FingerGenerator(seed=11)
+
+    def __call__(self, placement: int) -> npt.NDArray[np.uint8]:
+        return self._generator.impression_image(placement, 0, width=256, height=288)
+
+
+class _PtyAppliance(Appliance):
+    """The appliance on the pty simulator, gating on link behaviour rather than prints."""
+
+    def _daemon_env(self, env: dict[str, str]) -> dict[str, str]:
+        return dict(env, KIOSK_QUALITY__MIN_MINUTIAE="1")
+
+
+def _appliance(target: Target, workdir: Path) -> Appliance:
+    if target.kind == "sim-serial":
+        return _PtyAppliance(workdir, _Fingers(), device_id="kiosk-hil")
+    from hil.usb.appliance import UsbAppliance
+
+    return UsbAppliance(workdir, device_id="kiosk-hil", min_minutiae=1)
+
+
+@pytest.mark.integration
+def test_captures_taken_while_the_broker_is_unreachable_are_all_delivered_once(
+    hil_target: Target, tmp_path: Path
+) -> None:
+    if not hil_target.simulated:
+        pytest.skip("the appliance scenario drives a simulated sensor only")
+    if shutil.which("mosquitto") is None and not os.path.exists("/usr/sbin/mosquitto"):
+        pytest.skip("mosquitto is not installed (./kiosk.sh test installs it)")
+    if hil_target.kind == "sim-usb" and (reason := unavailable_reason()) is not None:
+        pytest.skip(reason)
+    fingers = [1, 2, 3, 4]
+    with _appliance(hil_target, tmp_path) as app:
+        app.start_daemon()
+        app.wait_online()
+        app.book("BK-HIL", fingers)
+        app.next_delivery(timeout=PATIENCE)
+        app.broker.stop()
+        # Captures go on into the outbox while nothing can be sent.
+        app.notifications(until=lambda line: line.endswith("outbox pending 2"), timeout=PATIENCE)
+        app.broker.restart()
+        assert app.hub is not None
+        hub = app.hub
+
+        def all_stored(line: str) -> bool:
+            if not line.endswith("outbox pending 0"):
+                return False
+            return len([t for t in hub.templates() if t.booking_reference == "BK-HIL"]) == 4
+
+        app.notifications(until=all_stored, timeout=3 * PATIENCE)
+        assert app.stop_daemon() == 0
+        stored = [t for t in hub.templates() if t.booking_reference == "BK-HIL"]
+        assert sorted(t.finger_position for t in stored) == fingers
