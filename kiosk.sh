@@ -14,6 +14,16 @@ missing=()
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+extras=dev
+if [ "$cmd" = test ] && command -v dpkg-query >/dev/null; then
+  # The USB sensor tests run unmodified libusb against umockdev's simulated bus; PyGObject is
+  # built into the venv from the GObject headers.
+  for pkg in umockdev gir1.2-umockdev-1.0 libumockdev-dev libusb-1.0-0 \
+             libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+  done
+  extras=dev,usb-sim
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "kiosk.sh: installing Debian packages: ${missing[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else
@@ -29,11 +39,11 @@ import sys; sys.exit(sys.version_info < (3, 11))
 PY
 
 venv=.venv
-stamp=$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+stamp=$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)-${extras/,/-}
 if [ ! -e "$stamp" ]; then
   [ -x $venv/bin/python ] || python3 -m venv $venv
   $venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-  $venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+  $venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
   rm -f $venv/.installed-*
   touch "$stamp"
 fi
