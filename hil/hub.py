@@ -41,7 +41,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.ids import is_uuid7
-from edge.templates import TemplateError, iso19794_2_2005
+from edge.templates import TemplateError
+from edge.templates.convert import decode_any
+from edge.templates.formats import TemplateFormat
+from edge.templates.iso19794_2_2011 import Iso2011Record
 from edge.wire import (
     MAX_PAYLOAD_BYTES,
     Ack,
@@ -123,13 +126,26 @@ class Rejection:
     received_at: datetime
 
 
+# Wire names of the formats a kiosk may send, to the codecs that check them.
+_FORMATS = {
+    "iso19794-2:2005": TemplateFormat.ISO2005,
+    "iso19794-2:2011": TemplateFormat.ISO2011,
+    "ansi-incits-378:2004": TemplateFormat.ANSI378,
+}
+
+
 def validate_template(message: TemplateMessage) -> None:
     """Raise TemplateInvalid unless the record decodes and matches the envelope's finger."""
     try:
-        record = iso19794_2_2005.decode(message.template_bytes)
+        record = decode_any(message.template_bytes, _FORMATS[message.template_format])
     except TemplateError as exc:
         raise TemplateInvalid(f"template: {exc}") from None
-    positions = {view.finger_position for view in record.views}
+    if isinstance(record, Iso2011Record):
+        positions = {rep.finger_position for rep in record.representations}
+    elif isinstance(record, list):
+        raise TemplateInvalid("template: .xyt carries no finger position")
+    else:
+        positions = {view.finger_position for view in record.views}
     if message.finger_position not in positions:
         raise TemplateInvalid(
             f"template: no view for finger {message.finger_position} (has {sorted(positions)})"

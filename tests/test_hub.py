@@ -21,6 +21,8 @@ from conftest import MqttTap, WaitUntil
 from edge.ids import new_capture_id
 from edge.minutiae import Minutia, MinutiaKind
 from edge.templates import minutiae_to_iso2005
+from edge.templates.convert import convert
+from edge.templates.formats import TemplateFormat
 from edge.wire import Ack, TemplateMessage, publish_properties
 from hil.broker import MosquittoBroker
 from hil.hub import ReferenceHub
@@ -102,6 +104,25 @@ def test_a_valid_template_is_stored_then_acked_accepted_with_its_correlation_dat
         DEVICE, "BK-77", 2)
     assert stored.captured_at == message.captured_at
     assert stored.duplicates == 0
+
+
+@pytest.mark.parametrize(
+    ("wire_format", "target"),
+    [("iso19794-2:2011", TemplateFormat.ISO2011), ("ansi-incits-378:2004", TemplateFormat.ANSI378)],
+)
+def test_templates_in_the_other_standard_formats_are_validated_by_their_own_codec(
+    hub: ReferenceHub, kiosk: MqttTap, wire_format: str, target: TemplateFormat
+) -> None:
+    record = convert(iso_record(), target).data
+    good = template_message(template_format=wire_format, template_bytes=record)
+    send(kiosk, good)
+    assert acks_only(kiosk)[0].status == "accepted"
+    # The same bytes declared as ISO 2005 do not decode as ISO 2005: rejected, not stored.
+    wrong = template_message(template_bytes=record)
+    send(kiosk, wrong)
+    ack = acks_only(kiosk)[0]
+    assert ack.status == "rejected"
+    assert hub.count(wrong.capture_id) == 0
 
 
 def test_a_resent_capture_is_stored_once_and_acked_as_duplicate(
