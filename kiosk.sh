@@ -14,6 +14,12 @@ missing=()
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+# wsq (NBIS WSQ) ships no arm64 wheel: pip builds it there from source.
+if [ "$(uname -m)" != x86_64 ]; then
+  command -v gcc >/dev/null || missing+=(gcc)
+  [ -e "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] \
+    || missing+=(python3-dev)
+fi
 extras=dev
 if [ "$cmd" = test ] && command -v dpkg-query >/dev/null; then
   # The USB sensor tests run unmodified libusb against umockdev's simulated bus; PyGObject is
