@@ -327,6 +327,79 @@ def cmd_an2k_build(args: argparse.Namespace) -> int:
 # --- parser ----------------------------------------------------------------------------------
 
 
+def cmd_sensor_list(args: argparse.Namespace) -> int:
+    from firmware_bridge.discovery import discover
+
+    found = discover()
+    for problem in found.problems:
+        print(f"kiosk-edge sensor list: {problem}", file=sys.stderr)
+    for s in found.sensors:
+        if args.json:
+            print(json.dumps({
+                "transport": s.transport, "vendor_id": f"{s.vendor_id:04x}",
+                "product_id": f"{s.product_id:04x}", "serial_number": s.serial_number,
+                "port": s.port, "name": s.name,
+            }))
+        else:
+            print(f"{s.transport:6} {s.vendor_id:04x}:{s.product_id:04x}  "
+                  f"serial {s.serial_number or '-':16} {s.port:14} {s.name}")
+    if not found.sensors and not args.json:
+        print("no supported sensor attached", file=sys.stderr)
+    return 0 if found.sensors else EXIT_FAILURE
+
+
+def cmd_sensor_info(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from firmware_bridge import SensorError, make_sensor
+
+    settings = _load(args.config)
+    sensor = make_sensor(settings.sensor.kind, **settings.sensor.settings())
+    try:
+        with sensor:
+            info = sensor.info
+    except SensorError as exc:
+        print(f"kiosk-edge sensor info: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(dataclasses.asdict(info)))
+    return 0
+
+
+def cmd_sensor_test(args: argparse.Namespace) -> int:
+    from edge.quality import assess
+    from firmware_bridge import SensorError, make_sensor
+
+    settings = _load(args.config)
+    sensor = make_sensor(settings.sensor.kind, **settings.sensor.settings())
+    try:
+        with sensor:
+            print("place a finger on the sensor", file=sys.stderr)
+            deadline = time.monotonic() + args.timeout
+            while not sensor.wait_for_finger(min(1.0, max(0.01, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    print("kiosk-edge sensor test: no finger placed", file=sys.stderr)
+                    return EXIT_FAILURE
+            started = time.monotonic()
+            image = sensor.capture()
+            upload_s = time.monotonic() - started
+    except SensorError as exc:
+        print(f"kiosk-edge sensor test: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    # Only figures leave this command: the image itself is never written or printed.
+    report = assess(image.pixels, settings.quality)
+    print(json.dumps({
+        "sensor": image.sensor,
+        "width": image.width,
+        "height": image.height,
+        "upload_ms": round(upload_s * 1000),
+        "quality": report.score,
+        "foreground": round(report.foreground_fraction, 3),
+        "contrast": round(report.contrast, 1),
+        "rejected": report.rejection.value if report.rejection else None,
+    }))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kiosk-edge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -419,6 +492,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--minutiae", action="append", default=[], metavar="FGP=TEMPLATE",
                    help="a template for a Type-9 record (repeatable)")
     t.set_defaults(func=cmd_an2k_build)
+
+    p = sub.add_parser("sensor", help="find, describe and try fingerprint sensors")
+    sensor = p.add_subparsers(dest="sensor_command", required=True)
+    t = sensor.add_parser("list", help="supported sensors attached on USB and serial")
+    t.add_argument("--json", action="store_true", help="one JSON object per sensor")
+    t.set_defaults(func=cmd_sensor_list)
+    t = sensor.add_parser("info", help="the configured sensor's parameters, as JSON")
+    with_config(t)
+    t.set_defaults(func=cmd_sensor_info)
+    t = sensor.add_parser("test", help="capture one image and report its quality (JSON)")
+    with_config(t)
+    t.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a finger")
+    t.set_defaults(func=cmd_sensor_test)
     return parser
 
 
