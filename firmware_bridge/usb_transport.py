@@ -116,6 +116,11 @@ class UsbTransport:
             self.close()
             if exc.errno in _GONE_ERRORS:
                 raise SensorOpenError(f"{self._description}: device went away: {exc}") from exc
+            if exc.errno == errno.EACCES:
+                raise SensorOpenError(
+                    f"{self._description}: permission denied; install the udev rule "
+                    "(systemd/70-kiosk-sensor.rules) and run as a member of group kiosk-edge"
+                ) from exc
             raise SensorOpenError(f"{self._description}: cannot claim the sensor: {exc}") from exc
         except SensorError:
             self.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from firmware_bridge.sensor import SensorInfo, register_sensor
 from firmware_bridge.transport import ByteTransport
 from firmware_bridge.usb_transport import UsbTransport
@@ -46,30 +48,22 @@ class UsbSensor(ZfmSensor):
         self._vendor_id = vendor_id
         self._product_id = product_id
         self._serial_number = serial_number
-        self._found_at: UsbTransport | None = None
+        self._transport_opened: UsbTransport | None = None
 
     def _connect(self) -> ByteTransport:
-        transport = UsbTransport(self._vendor_id, self._product_id, self._serial_number)
-        self._found_at = transport
-        return transport
+        self._transport_opened = UsbTransport(
+            self._vendor_id, self._product_id, self._serial_number
+        )
+        return self._transport_opened
 
     def _describe(self, params: SystemParameters) -> SensorInfo:
         info = super()._describe(params)
-        found = self._found_at.found if self._found_at is not None else None
-        if found is None:
-            return info
-        return SensorInfo(
-            model=info.model,
-            transport=info.transport,
+        assert self._transport_opened is not None  # open() connects before it describes
+        found = self._transport_opened.found
+        return dataclasses.replace(
+            info,
             port=found.location,
-            identity=info.identity,
             serial_number=found.serial_number,
-            address=info.address,
-            packet_size=info.packet_size,
-            baudrate=None,
-            library_size=info.library_size,
-            security_level=info.security_level,
-            system_id=info.system_id,
             extra={**info.extra, "usb_id": f"{found.vendor_id:04x}:{found.product_id:04x}"},
         )
 
