@@ -201,3 +201,13 @@ def test_usb_sensor_config_needs_ids_and_passes_only_usb_settings() -> None:
     assert settings["vendor_id"] == 0x1209 and settings["serial_number"] == "A1"
     assert "port" not in settings and "baudrate" not in settings
     assert "vendor_id" not in SensorConfig().settings()
+
+
+def test_without_the_preload_library_the_usb_tests_are_told_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hil.usb import testbed
+
+    monkeypatch.setattr(testbed, "_preload_exists", lambda: False)
+    reason = testbed.unavailable_reason()
+    assert reason is not None and "Debian package umockdev" in reason
