@@ -218,9 +218,9 @@ class UsbSimRig(Rig):
         self.usb.replug()
 
     def slow_down(self) -> None:
-        # A sensor starved of bus time: one image upload takes half of the reply timeout, the
-        # whole allowance a link without a baud rate gets.
-        bytes_per_second = 2 * _UPLOAD_WIRE_BYTES / self.timeout
+        # A sensor starved of bus time: one image upload takes a quarter of the reply timeout
+        # (the whole allowance a link without a baud rate gets), several times its usual time.
+        bytes_per_second = 4 * _UPLOAD_WIRE_BYTES / self.timeout
         self.usb.throttle(int(bytes_per_second * 10))  # as a UART's baud rate: 10 bits a byte
 
     def full_speed(self) -> None:
