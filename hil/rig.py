@@ -29,6 +29,10 @@ from hil.simulator.script import FingerScript
 # An image upload on the wire: 36,864 image bytes plus 12 bytes of framing per 128-byte packet.
 _UPLOAD_WIRE_BYTES = 36_864 + 288 * 12
 
+# The pty carries bytes at any speed; the simulated UART runs at the sensor's fastest usual
+# setting so a throttled image upload (about 3.5 s) keeps the suite short.
+_SIM_BAUDRATE = 115200
+
 TargetKind = Literal["sim-serial", "sim-usb", "serial", "usb"]
 _SERIAL = re.compile(r"^serial:(?P<port>[^@]+)(@(?P<baud>\d+))?$")
 _USB = re.compile(r"^usb:(?P<vid>[0-9a-fA-F]{4}):(?P<pid>[0-9a-fA-F]{4})(:(?P<serial>.+))?$")
@@ -147,7 +151,7 @@ class SerialSimRig(Rig):
         self.scanner = PtyScanner(ZfmDevice(FingerScript()), workdir / "ttyHIL0").start()
 
     def _make_sensor(self) -> Sensor:
-        return SerialSensor(self.scanner.path, baudrate=57600, timeout=self.timeout)
+        return SerialSensor(self.scanner.path, baudrate=_SIM_BAUDRATE, timeout=self.timeout)
 
     def close(self) -> None:
         super().close()
@@ -166,7 +170,7 @@ class SerialSimRig(Rig):
         self.scanner.replug()
 
     def slow_down(self) -> None:
-        self.scanner.throttle(57600)  # a real UART at the configured speed
+        self.scanner.throttle(_SIM_BAUDRATE)  # a real UART at the configured speed
 
     def full_speed(self) -> None:
         self.scanner.throttle(None)
