@@ -6,11 +6,15 @@ a fault, a cable pull) skip and say why.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +41,7 @@ from hil.appliance import Appliance
 from hil.fingers import FingerGenerator
 from hil.rig import CannotStage, Rig, Target, make_rig
 from hil.simulator.faults import FirmwareError, Garbage, Stall
+from hil.simulator.pty_scanner import ScannerState
 from hil.usb.testbed import unavailable_reason
 
 PATIENCE = 30.0
@@ -199,43 +204,109 @@ class _PtyAppliance(Appliance):
         return dict(env, KIOSK_QUALITY__MIN_MINUTIAE="1")
 
 
-def _appliance(target: Target, workdir: Path) -> Appliance:
-    if target.kind == "sim-serial":
-        return _PtyAppliance(workdir, _Fingers(), device_id="kiosk-hil")
-    from hil.usb.appliance import UsbAppliance
+class _Cable(Protocol):
+    """What PtyScanner and UsbSimulator both offer for pulling the cable mid-transfer."""
 
-    return UsbAppliance(workdir, device_id="kiosk-hil", min_minutiae=1)
+    @property
+    def state(self) -> ScannerState: ...
+
+    def wait_until(self, predicate: Callable[[ScannerState], bool], timeout: float) -> bool: ...
+    def throttle(self, baudrate: int | None) -> None: ...
+    def unplug(self) -> None: ...
+    def replug(self) -> None: ...
+
+
+@contextlib.contextmanager
+def _running_appliance(target: Target, workdir: Path) -> Iterator[tuple[Appliance, _Cable]]:
+    """The appliance on ``target``'s simulator with the daemon started and online."""
+    if not target.simulated:
+        pytest.skip("the appliance scenarios drive a simulated sensor only")
+    if shutil.which("mosquitto") is None and not os.path.exists("/usr/sbin/mosquitto"):
+        pytest.skip("mosquitto is not installed (./kiosk.sh test installs it)")
+    if target.kind == "sim-usb" and (reason := unavailable_reason()) is not None:
+        pytest.skip(reason)
+    app: Appliance
+    if target.kind == "sim-serial":
+        app = _PtyAppliance(workdir, _Fingers(), device_id="kiosk-hil")
+    else:
+        from hil.usb.appliance import UsbAppliance
+
+        app = UsbAppliance(workdir, device_id="kiosk-hil", min_minutiae=1)
+    with app:
+        app.start_daemon()
+        app.wait_online()
+        if isinstance(app, _PtyAppliance):
+            assert app.scanner is not None
+            yield app, app.scanner
+        else:
+            yield app, app.usb
+
+
+def _stored(app: Appliance, booking: str) -> list[int]:
+    assert app.hub is not None
+    return sorted(t.finger_position for t in app.hub.templates() if t.booking_reference == booking)
+
+
+def _wait_for_sensor_state(app: Appliance, state: str) -> None:
+    """Wait for the retained status to report the sensor ``state``."""
+    assert app.observer is not None
+    deadline = time.monotonic() + PATIENCE
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            status = app.observer.status.get(timeout=remaining)
+        except queue.Empty:
+            break
+        if status.get("sensor") == state:
+            return
+    raise AssertionError(f"status never reported sensor {state}; log:\n{app.tail_log()}")
 
 
 @pytest.mark.integration
 def test_captures_taken_while_the_broker_is_unreachable_are_all_delivered_once(
     hil_target: Target, tmp_path: Path
 ) -> None:
-    if not hil_target.simulated:
-        pytest.skip("the appliance scenario drives a simulated sensor only")
-    if shutil.which("mosquitto") is None and not os.path.exists("/usr/sbin/mosquitto"):
-        pytest.skip("mosquitto is not installed (./kiosk.sh test installs it)")
-    if hil_target.kind == "sim-usb" and (reason := unavailable_reason()) is not None:
-        pytest.skip(reason)
     fingers = [1, 2, 3, 4]
-    with _appliance(hil_target, tmp_path) as app:
-        app.start_daemon()
-        app.wait_online()
+    with _running_appliance(hil_target, tmp_path) as (app, _):
         app.book("BK-HIL", fingers)
         app.next_delivery(timeout=PATIENCE)
         app.broker.stop()
         # Captures go on into the outbox while nothing can be sent.
         app.notifications(until=lambda line: line.endswith("outbox pending 2"), timeout=PATIENCE)
         app.broker.restart()
-        assert app.hub is not None
-        hub = app.hub
 
         def all_stored(line: str) -> bool:
-            if not line.endswith("outbox pending 0"):
-                return False
-            return len([t for t in hub.templates() if t.booking_reference == "BK-HIL"]) == 4
+            return line.endswith("outbox pending 0") and _stored(app, "BK-HIL") == fingers
 
         app.notifications(until=all_stored, timeout=3 * PATIENCE)
         assert app.stop_daemon() == 0
-        stored = [t for t in hub.templates() if t.booking_reference == "BK-HIL"]
-        assert sorted(t.finger_position for t in stored) == fingers
+        assert _stored(app, "BK-HIL") == fingers
+
+
+@pytest.mark.integration
+def test_pulling_the_sensor_mid_upload_during_a_booking_loses_and_duplicates_no_capture(
+    hil_target: Target, tmp_path: Path
+) -> None:
+    fingers = [1, 2, 3, 4]
+    with _running_appliance(hil_target, tmp_path) as (app, cable):
+        app.book("BK-PLUG", fingers)
+        app.next_delivery(timeout=PATIENCE)
+        # Slow the line so the next upload is still flowing when the cable comes out.
+        cable.throttle(57600)
+        uploads = cable.state.uploads
+        assert cable.wait_until(lambda s: s.uploads > uploads, PATIENCE)
+        sent = cable.state.bytes_sent
+        assert cable.wait_until(lambda s: s.bytes_sent > sent + 4096, PATIENCE)
+        cable.unplug()
+        # The daemon says so in its retained status, and goes on once the sensor is back.
+        _wait_for_sensor_state(app, "offline")
+        cable.throttle(None)
+        cable.replug()
+        _wait_for_sensor_state(app, "ok")
+
+        def all_stored(line: str) -> bool:
+            return line.endswith("outbox pending 0") and _stored(app, "BK-PLUG") == fingers
+
+        app.notifications(until=all_stored, timeout=3 * PATIENCE)
+        assert app.stop_daemon() == 0
+        assert _stored(app, "BK-PLUG") == fingers
+        assert "sensor disconnected" in app.daemon_log.read_text()
