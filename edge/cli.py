@@ -218,8 +218,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = _load(args.config)
-    print(f"{args.config}: ok (device {settings.device_id}, sensor {settings.sensor.kind} "
-          f"{settings.sensor.port}, broker {settings.mqtt.host}:{settings.mqtt.port})")
+    print(f"{args.config}: ok (device {settings.device_id}, sensor {settings.sensor.target}, "
+          f"broker {settings.mqtt.host}:{settings.mqtt.port})")
     return 0
 
 

@@ -52,6 +52,15 @@ class SensorConfig(_Section):
             raise ValueError("a usb sensor needs vendor_id and product_id")
         return self
 
+    @property
+    def target(self) -> str:
+        """Where the sensor is looked for, for messages: the tty, or the USB id."""
+        if self.kind == "usb":
+            assert self.vendor_id is not None and self.product_id is not None
+            serial = f" serial {self.serial_number}" if self.serial_number else ""
+            return f"usb {self.vendor_id:04x}:{self.product_id:04x}{serial}"
+        return f"serial {self.port}"
+
     def settings(self) -> dict[str, Any]:
         """Keyword arguments for :func:`firmware_bridge.make_sensor`."""
         if self.kind == "usb":

@@ -211,3 +211,9 @@ def test_without_the_preload_library_the_usb_tests_are_told_what_to_install(
     monkeypatch.setattr(testbed, "_preload_exists", lambda: False)
     reason = testbed.unavailable_reason()
     assert reason is not None and "Debian package umockdev" in reason
+
+
+def test_a_usb_sensor_is_described_by_its_id_not_the_unused_tty() -> None:
+    config = SensorConfig(kind="usb", vendor_id=0x1209, product_id=1, serial_number="A1")
+    assert config.target == "usb 1209:0001 serial A1"
+    assert SensorConfig().target == "serial /dev/kiosk-sensor"
