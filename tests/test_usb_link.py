@@ -217,3 +217,10 @@ def test_a_usb_sensor_is_described_by_its_id_not_the_unused_tty() -> None:
     config = SensorConfig(kind="usb", vendor_id=0x1209, product_id=1, serial_number="A1")
     assert config.target == "usb 1209:0001 serial A1"
     assert SensorConfig().target == "serial /dev/kiosk-sensor"
+
+
+def test_a_control_transfer_too_short_for_its_setup_packet_is_refused() -> None:
+    usb = link()
+    control = Transfer(usbdevfs.Urb(usbdevfs.URB_TYPE_CONTROL, 0, 0, 0, 0, 4, 0, 0), 1)
+    assert usb.submit(control, lambda: b"\x80\x06\x00\x03") == errno.EINVAL
+    assert usb.reap() == errno.EAGAIN

@@ -6,6 +6,7 @@ It runs on the testbed's worker thread; libusb in the client process sees a real
 from __future__ import annotations
 
 import errno
+import logging
 import struct
 from typing import Any
 
@@ -16,6 +17,8 @@ from gi.repository import UMockdev  # noqa: E402
 
 from hil.usb import usbdevfs  # noqa: E402
 from hil.usb.link import Transfer, UsbLink  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 _CAPABILITIES = (
     usbdevfs.CAP_ZERO_PACKET
@@ -50,6 +53,15 @@ class UrbHandler(UMockdev.IoctlBase):  # type: ignore[misc]
         self._generation = generation
 
     def do_handle_ioctl(self, client: Any) -> bool:
+        try:
+            self._handle(client)
+        except Exception:
+            # A bug here must fail the client's ioctl, never leave it waiting for an answer.
+            log.exception("usbdevfs request 0x%08x failed in the simulator", client.get_request())
+            client.complete(-1, errno.EIO)
+        return True
+
+    def _handle(self, client: Any) -> None:
         request = client.get_request()
         arg = client.get_arg()
         if not self._link.is_current(self._generation):
@@ -75,7 +87,6 @@ class UrbHandler(UMockdev.IoctlBase):  # type: ignore[misc]
             self._complete(client, self._link.check_connected())
         else:
             self._complete(client, self._link.check_connected() or errno.ENOTTY)
-        return True
 
     def _submit(self, arg: Any) -> int:
         urb_data = arg.resolve(0, usbdevfs.URB_FORMAT.size)

@@ -159,7 +159,10 @@ class UsbLink(Generic[Handle]):
                 return errno.ENODEV
             urb = transfer.urb
             if urb.type == URB_TYPE_CONTROL and urb.endpoint == 0:
-                self._control(transfer, read_out())
+                setup = read_out()
+                if len(setup) < _SETUP.size:
+                    return errno.EINVAL  # as usbfs does: no room for the setup packet
+                self._control(transfer, setup)
             elif urb.type == URB_TYPE_BULK and urb.endpoint == OUT_ENDPOINT:
                 self._bulk_out(transfer, read_out())
             elif urb.type == URB_TYPE_BULK and urb.endpoint == IN_ENDPOINT:
