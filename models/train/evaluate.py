@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from edge.extraction import MinutiaeExtractor
 from edge.minutiae import Minutia
-from models.train.data import RawImage
+from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus
 
 DISTANCE_PX = 12.0
 ANGLE_DEG = 30.0
@@ -20,6 +23,7 @@ class Score:
     found: int
     labelled: int
     matched: int
+    same_type: int = 0  # matched pairs that also agree on ending/bifurcation
 
     @property
     def precision(self) -> float:
@@ -36,7 +40,10 @@ class Score:
 
     def __add__(self, other: Score) -> Score:
         return Score(
-            self.found + other.found, self.labelled + other.labelled, self.matched + other.matched
+            self.found + other.found,
+            self.labelled + other.labelled,
+            self.matched + other.matched,
+            self.same_type + other.same_type,
         )
 
     def as_dict(self) -> dict[str, float | int]:
@@ -47,6 +54,7 @@ class Score:
             "found": self.found,
             "labelled": self.labelled,
             "matched": self.matched,
+            "type_agreement": round(self.same_type / self.matched, 4) if self.matched else 0.0,
         }
 
 
@@ -57,6 +65,10 @@ def label_angles(labels: np.ndarray) -> np.ndarray:
 
 
 def match_count(found: list[Minutia], labels: np.ndarray) -> int:
+    return len(match_pairs(found, labels))
+
+
+def match_pairs(found: list[Minutia], labels: np.ndarray) -> list[tuple[int, int]]:
     """Greedy one-to-one pairing by distance among pairs within both tolerances."""
     angles = label_angles(labels)
     pairs = []
@@ -68,11 +80,13 @@ def match_count(found: list[Minutia], labels: np.ndarray) -> int:
                 pairs.append((distance, i, j))
     used_found: set[int] = set()
     used_label: set[int] = set()
+    matched = []
     for _, i, j in sorted(pairs):
         if i not in used_found and j not in used_label:
             used_found.add(i)
             used_label.add(j)
-    return len(used_found)
+            matched.append((i, j))
+    return matched
 
 
 def score(extractor: MinutiaeExtractor, images: list[RawImage]) -> dict[str, Score]:
@@ -80,7 +94,9 @@ def score(extractor: MinutiaeExtractor, images: list[RawImage]) -> dict[str, Sco
     totals: dict[str, Score] = {}
     for image in images:
         found = extractor.extract(image.pixels, image.ppi)
-        s = Score(len(found), len(image.minutiae), match_count(found, image.minutiae))
+        pairs = match_pairs(found, image.minutiae)
+        same = sum(int(found[i].kind) == int(image.minutiae[j, 4]) for i, j in pairs)
+        s = Score(len(found), len(image.minutiae), len(pairs), same)
         totals[image.database] = totals.get(image.database, Score(0, 0, 0)) + s
     totals["all"] = sum(totals.values(), Score(0, 0, 0))
     return totals
@@ -98,3 +114,19 @@ def best_threshold(
     """The presence threshold with the highest overall F1 on ``images``."""
     results = [(t, score(with_threshold(extractor, t), images)["all"]) for t in candidates]
     return max(results, key=lambda r: r[1].f1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m models.train.evaluate --model models/ --corpus ../shared/corpus DB4_B``."""
+    parser = argparse.ArgumentParser(prog="python -m models.train.evaluate")
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("databases", nargs="+", choices=sorted(DATABASE_PPI))
+    args = parser.parse_args(argv)
+    extractor = MinutiaeExtractor.load(args.model)
+    totals = score(extractor, load_raw_corpus(args.corpus, args.databases))
+    print(json.dumps({k: v.as_dict() for k, v in totals.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
