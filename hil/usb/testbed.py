@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -132,7 +133,7 @@ class UsbTestbed:
     ) -> None:
         self.stop()
 
-    def wait_until(self, predicate: Any, timeout: float) -> bool:
+    def wait_until(self, predicate: Callable[[ScannerState], bool], timeout: float) -> bool:
         return self.link.wait_until(predicate, timeout)
 
     def unplug(self) -> None:
