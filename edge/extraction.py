@@ -7,7 +7,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -131,8 +131,9 @@ def decode_heads(
     rows, cols = np.nonzero(
         (presence > decoding.presence_threshold) & (foreground > decoding.foreground_threshold)
     )
-    xs = (cols + _sigmoid(heads[_OFFSET_X, rows, cols])) * cell
-    ys = (rows + _sigmoid(heads[_OFFSET_Y, rows, cols])) * cell
+    # offsets place a pixel's centre within the cell; pixel i's centre is at i + 0.5
+    xs = (cols + _sigmoid(heads[_OFFSET_X, rows, cols])) * cell - 0.5
+    ys = (rows + _sigmoid(heads[_OFFSET_Y, rows, cols])) * cell - 0.5
     angles = np.degrees(np.arctan2(heads[_SIN, rows, cols], heads[_COS, rows, cols])) % 360.0
     bifurcation = heads[_BIFURCATION, rows, cols] > 0.0
     probability = presence[rows, cols]
@@ -202,7 +203,9 @@ class MinutiaeExtractor:
     def session(self) -> ort.InferenceSession:
         return self._session
 
-    def heads(self, pixels: NDArray[np.uint8], ppi: float) -> tuple[NDArray[np.float32], Any]:
+    def heads(
+        self, pixels: NDArray[np.uint8], ppi: float
+    ) -> tuple[NDArray[np.float32], NDArray[np.uint8]]:
         """Raw head outputs for an image and the resampled image they refer to."""
         resampled = resample(pixels, ppi, self._manifest.input.target_ppi)
         tensor = pad_to_multiple(standardise(resampled), self._manifest.input.size_multiple)

@@ -67,8 +67,8 @@ def manifest(
             "channels": list(HEAD_CHANNELS),
             "meaning": {
                 "presence": "logit: a minutia lies in this 8x8 cell",
-                "offset_x": "logit: sigmoid * 8 = x of the minutia inside the cell (pixels)",
-                "offset_y": "logit: sigmoid * 8 = y of the minutia inside the cell (pixels)",
+                "offset_x": "logit: x = (column + sigmoid) * 8 - 0.5 in pixels",
+                "offset_y": "logit: y = (row + sigmoid) * 8 - 0.5 in pixels",
                 "cos": "unnormalised cosine of the ISO angle (counter-clockwise, y down)",
                 "sin": "unnormalised sine of the ISO angle",
                 "bifurcation": "logit: bifurcation rather than ridge ending",
