@@ -119,7 +119,8 @@ def load_manifest(model_dir: Path) -> Manifest:
 
 def _sigmoid(values: NDArray[np.float32]) -> NDArray[np.float32]:
     # the tanh form cannot overflow for large negative logits
-    return (0.5 * (1.0 + np.tanh(0.5 * values))).astype(np.float32)
+    result: NDArray[np.float32] = (0.5 * (1.0 + np.tanh(0.5 * values))).astype(np.float32)
+    return result
 
 
 def decode_heads(
