@@ -28,7 +28,10 @@ class SystemdNotifier:
         self._last_ping: float | None = None
         self._sock: socket.socket | None = None
         if self._address is not None:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Non-blocking: a manager that stops reading must never stall the capture loop.
+            self._sock = socket.socket(
+                socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+            )
 
     @staticmethod
     def _parse_address(value: str) -> str | None:
@@ -50,6 +53,8 @@ class SystemdNotifier:
             return
         try:
             self._sock.sendto("\n".join(fields).encode("utf-8"), self._address)
+        except BlockingIOError:
+            log.debug("sd_notify dropped: the manager is not reading its socket")
         except OSError as exc:
             log.warning("sd_notify failed: %s", exc.strerror)
 

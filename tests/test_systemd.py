@@ -99,3 +99,14 @@ def test_without_notify_socket_the_notifier_is_silent() -> None:
     notifier = SystemdNotifier({})
     assert not notifier.enabled
     notifier.ready("x")  # must not raise
+
+
+def test_a_manager_that_stops_reading_never_blocks_the_daemon(
+    notify_socket: socket.socket,
+) -> None:
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": notify_socket.getsockname()})
+    # Far more than a datagram socket buffers: a blocking send would hang here.
+    for i in range(20000):
+        notifier.status(f"outbox pending {i}")
+    notifier.stopping()
+    assert notify_socket.recv(4096) == b"STATUS=outbox pending 0"
