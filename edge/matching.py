@@ -74,7 +74,8 @@ _CELL_DIRECTIONS = -math.pi + (np.arange(DIRECTION_CELLS) + 0.5) * _CELL_ANGLE
 
 
 def _sigmoid(value: NDArray[np.float64], mu: float, tau: float) -> NDArray[np.float64]:
-    result: NDArray[np.float64] = 1.0 / (1.0 + np.exp(-tau * (value - mu)))
+    # Clipped so that far-off values saturate to 0 or 1 without an overflow warning.
+    result: NDArray[np.float64] = 1.0 / (1.0 + np.exp(np.clip(-tau * (value - mu), -60, 60)))
     return result
 
 
