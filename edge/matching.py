@@ -27,6 +27,8 @@ from numpy.typing import NDArray
 from edge.minutiae import Minutia
 
 REFERENCE_PPI = 500.0  # the paper's parameters are for 500 ppi images
+MAX_MINUTIAE = 255  # what an ISO/IEC 19794-2 record can hold
+_SLICE = 32  # centre minutiae per step while building cylinders
 
 # Cylinder (paper, table of parameters).
 RADIUS = 70.0
@@ -137,6 +139,30 @@ def _near_hull(points: NDArray[np.float64], hull: NDArray[np.float64]) -> NDArra
     return near
 
 
+def _spatial(centres: NDArray[np.float64], xy: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Gaussian weight of every minutia at every cell centre, 0 beyond 3 sigma_S: (m, cells, n)."""
+    flat = centres.reshape(-1, 2)
+    distance_sq = (
+        (flat**2).sum(axis=1)[:, None] + (xy**2).sum(axis=1)[None, :] - 2.0 * flat @ xy.T
+    ).reshape(len(centres), -1, len(xy))
+    near = distance_sq <= _NEIGHBOUR_REACH**2
+    gauss = np.exp(-distance_sq / (2.0 * SIGMA_S**2)) / (SIGMA_S * math.sqrt(2 * math.pi))
+    weight: NDArray[np.float64] = gauss * near
+    return weight
+
+
+def _directional(theta: NDArray[np.float64]) -> NDArray[np.float64]:
+    """How much of each neighbour's direction, relative to the centre's, falls in each
+    direction cell: a Gaussian integrated over the cell, (n, n, ND)."""
+    relative = _wrap(theta[None, :] - theta[:, None])  # neighbour vs centre
+    alpha = _wrap(_CELL_DIRECTIONS[None, None, :] - relative[:, :, None])
+    spread = SIGMA_D * math.sqrt(2.0)
+    integral: NDArray[np.float64] = 0.5 * (
+        _erf((alpha + _CELL_ANGLE / 2) / spread) - _erf((alpha - _CELL_ANGLE / 2) / spread)
+    )
+    return integral
+
+
 @dataclass(frozen=True)
 class MccTemplate:
     """The valid cylinders of one print, ready to compare.
@@ -175,6 +201,8 @@ class MccTemplate:
         count = len(xy)
         if count == 0:
             return cls._empty()
+        if count > MAX_MINUTIAE:
+            raise ValueError(f"{count} minutiae, more than the {MAX_MINUTIAE} a template may hold")
 
         cos, sin = np.cos(theta), np.sin(theta)
         rotation = np.stack([np.stack([cos, -sin], 1), np.stack([sin, cos], 1)], axis=1)
@@ -183,22 +211,15 @@ class MccTemplate:
         on_print = cls._cells_on_print(centres, xy, scale, foreground)
         cell_valid = on_print & _IN_CIRCLE[None, :]
 
-        flat = centres.reshape(-1, 2)
-        distance_sq = (
-            (flat**2).sum(axis=1)[:, None] + (xy**2).sum(axis=1)[None, :] - 2.0 * flat @ xy.T
-        ).reshape(count, -1, count)  # (n, cells, n): cell centre to every minutia
-        spatial = np.exp(-distance_sq / (2.0 * SIGMA_S**2)) / (SIGMA_S * math.sqrt(2 * math.pi))
+        directional = _directional(theta)  # (n, n, ND)
         not_self = ~np.eye(count, dtype=bool)
-        spatial *= (distance_sq <= _NEIGHBOUR_REACH**2) & not_self[:, None, :]
-
-        relative = _wrap(theta[None, :] - theta[:, None])  # (n, n): neighbour vs centre
-        alpha = _wrap(_CELL_DIRECTIONS[None, None, :] - relative[:, :, None])  # (n, n, ND)
-        spread = SIGMA_D * math.sqrt(2.0)
-        directional = 0.5 * (
-            _erf((alpha + _CELL_ANGLE / 2) / spread) - _erf((alpha - _CELL_ANGLE / 2) / spread)
-        )
-        contribution = spatial @ directional  # (n, cells, ND)
-        values = _sigmoid(contribution, MU_PSI, TAU_PSI) * cell_valid[:, :, None]
+        values = np.empty((count, len(_OFFSETS), DIRECTION_CELLS))
+        # In slices of centre minutiae: a whole (n, cells, n) array would be 130 MB at n = 255.
+        for first in range(0, count, _SLICE):
+            part = slice(first, first + _SLICE)
+            spatial = _spatial(centres[part], xy) * not_self[part, None, :]
+            values[part] = spatial @ directional[part]
+        values = _sigmoid(values, MU_PSI, TAU_PSI) * cell_valid[:, :, None]
 
         pair_distance = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
         neighbours = ((pair_distance <= RADIUS + _NEIGHBOUR_REACH) & not_self).sum(axis=1)

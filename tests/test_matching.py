@@ -160,6 +160,25 @@ def test_unusable_input_is_refused_with_a_reason() -> None:
         MccTemplate.build([good, Minutia(math.nan, 1.0, 0.0, MinutiaKind.ENDING, 0)])
     with pytest.raises(ValueError, match="2-D"):
         MccTemplate.build([good], foreground=np.ones(5, dtype=bool))
+    with pytest.raises(ValueError, match="256 minutiae"):
+        MccTemplate.build([good] * 256)
+
+
+def test_a_full_iso_template_builds_in_bounded_memory() -> None:
+    """255 minutiae, the most a record holds, packed densely: every cylinder is crowded."""
+    rng = np.random.default_rng(3)
+    crowd = [
+        Minutia(float(x), float(y), float(a), MinutiaKind.ENDING, 0)
+        for x, y, a in zip(
+            rng.uniform(0, 300, 255),
+            rng.uniform(0, 300, 255),
+            rng.uniform(0, 360, 255),
+            strict=True,
+        )
+    ]
+    template = MccTemplate.build(crowd)
+    assert len(template) > 200
+    assert compare(template, template) > 0.9
 
 
 minutia = st.builds(
