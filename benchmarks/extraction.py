@@ -47,7 +47,7 @@ from edge.extraction import MinutiaeExtractor  # noqa: E402
 from edge.matching import MccTemplate, compare  # noqa: E402
 from edge.minutiae import Minutia, MinutiaKind  # noqa: E402
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus  # noqa: E402
-from models.train.evaluate import Score, label_angles, match_count  # noqa: E402
+from models.train.evaluate import Score, label_angles, match_pairs  # noqa: E402
 
 DATABASES = ("DB1_B", "DB2_B", "DB3_B", "DB4_B")
 PROTOCOLS = ("fvc", "all_impostors")
@@ -370,9 +370,12 @@ def compare_baseline(
 
 
 def minutiae_score(images: Sequence[RawImage], found: Sequence[list[Minutia]]) -> Score:
+    """Agreement with the corpus labels, pooled over ``images``, as models.train.evaluate scores."""
     total = Score(0, 0, 0)
     for image, minutiae in zip(images, found, strict=True):
-        total += Score(len(minutiae), len(image.minutiae), match_count(minutiae, image.minutiae))
+        pairs = match_pairs(minutiae, image.minutiae)
+        same = sum(int(minutiae[i].kind) == int(image.minutiae[j, 4]) for i, j in pairs)
+        total += Score(len(minutiae), len(image.minutiae), len(pairs), same)
     return total
 
 

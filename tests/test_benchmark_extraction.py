@@ -137,6 +137,7 @@ def test_a_perfect_extractor_scores_full_f1_and_separates_fingers(
     runs = {"fp32": bench.Extracted(truth, [2.0] * len(truth))}
     record, curves = bench.evaluate_database("SYNTH", synthetic_database, runs)
     assert record["fp32"]["minutiae"]["f1"] == 1.0
+    assert record["fp32"]["minutiae"]["type_agreement"] == 1.0
     assert record["fp32"]["extract_ms_median"] == 2.0
     assert record["comparisons"] == {"genuine": 9, "fvc_impostor": 3, "all_impostor": 27}
     for variant in ("fp32", "corpus_templates"):
