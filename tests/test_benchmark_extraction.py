@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import models
+from edge import templates
 from edge.minutiae import Minutia
 from hil.fingers import FingerGenerator
 from models.train.data import RawImage
@@ -267,3 +268,39 @@ def test_peak_rss_is_measured_on_a_real_kiosk_edge_extract(tmp_path: Path) -> No
     assert mib is not None, how
     # More than a bare interpreter, and far less than this test process's footprint could be.
     assert 20.0 < mib < 2000.0
+
+
+def test_the_benchmark_command_writes_json_markdown_and_a_det_plot(tmp_path: Path) -> None:
+    """A miniature corpus laid out like the real one: images with ISO templates beside them."""
+    folder = tmp_path / "corpus" / "fvc2002" / "DB1_B"
+    folder.mkdir(parents=True)
+    generator = FingerGenerator(seed=9)
+    for finger in range(3):
+        for impression in range(2):
+            shot = generator.impression(finger, impression, width=288, height=384)
+            stem = folder / f"{101 + finger}_{impression + 1}"
+            Image.fromarray(shot.image).save(stem.with_suffix(".tif"))
+            record = templates.minutiae_to_iso2005(
+                shot.minutiae,
+                width=288,
+                height=384,
+                ppi=500.0,
+                finger_position=0,
+                impression_type=0,
+                quality=0,
+            )
+            stem.with_suffix(".iso").write_bytes(record)
+    out = tmp_path / "out"
+    argv = ["--corpus", str(tmp_path / "corpus"), "--databases", "DB1_B", "--out", str(out)]
+    assert bench.main([*argv, "--afis"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["databases"]) == {"DB1_B"}
+    db = results["databases"]["DB1_B"]
+    assert db["comparisons"] == {"genuine": 3, "fvc_impostor": 3, "all_impostor": 12}
+    # The corpus templates are the generator's truth here, so the matcher alone is perfect.
+    assert db["corpus_templates"]["all_impostors"]["eer"] == 0.0
+    assert results["peak_rss_mib"] > 20.0
+    assert "afis baselines not requested" in results["notes"]
+    assert "| DB1_B |" in (out / "results.md").read_text()
+    with Image.open(out / "det.png") as plot:
+        assert plot.format == "PNG"
