@@ -175,6 +175,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
         "quality": report.score,
         "foreground": round(report.foreground_fraction, 3),
         "contrast": round(report.contrast, 1),
+        "clarity": round(report.clarity, 3),
         "rejected": report.rejection.value if report.rejection else None,
     }
     if isinstance(result, Accepted):
@@ -395,6 +396,7 @@ def cmd_sensor_test(args: argparse.Namespace) -> int:
         "quality": report.score,
         "foreground": round(report.foreground_fraction, 3),
         "contrast": round(report.contrast, 1),
+        "clarity": round(report.clarity, 3),
         "rejected": report.rejection.value if report.rejection else None,
     }))
     return 0

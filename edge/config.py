@@ -99,6 +99,8 @@ class MqttConfig(_Section):
 class QualityConfig(_Section):
     min_foreground_fraction: Annotated[float, Field(ge=0, le=1)] = 0.25
     min_contrast: Annotated[float, Field(ge=0, le=255)] = 20.0
+    # Orientation coherence; real FVC2002 prints go down to about 0.17, noise is below 0.1.
+    min_ridge_clarity: Annotated[float, Field(ge=0, le=1)] = 0.15
     min_minutiae: Annotated[int, Field(ge=0)] = 8
 
 

@@ -40,10 +40,30 @@ def test_faint_ridges_are_rejected_for_low_contrast() -> None:
     assert assess(ridges(amplitude=8.0), CONFIG).rejection is Rejection.LOW_CONTRAST
 
 
-def test_the_score_grows_with_contrast() -> None:
-    scores = [assess(ridges(amplitude=a), CONFIG).score for a in (15, 30, 60, 120)]
-    assert scores == sorted(scores)
-    assert scores[0] < scores[-1]
+def test_sensor_noise_without_ridges_is_rejected_as_unclear() -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (288, 256)).astype(np.uint8)
+    report = assess(noise, CONFIG)
+    assert report.rejection is Rejection.UNCLEAR
+    assert report.clarity < 0.15
+
+
+def test_the_score_falls_as_noise_buries_the_ridges() -> None:
+    rng = np.random.default_rng(1)
+    clean = ridges().astype(np.float32)
+    scores = []
+    for sigma in (0, 40, 80, 160):
+        noisy = np.clip(clean + rng.normal(0, sigma, clean.shape), 0, 255).astype(np.uint8)
+        scores.append(assess(noisy, CONFIG).score)
+    assert scores == sorted(scores, reverse=True)
+    assert scores[0] >= 95 and scores[-1] < scores[0] - 30
+
+
+def test_a_smaller_contact_area_scores_lower() -> None:
+    image = np.full((288, 256), 230, np.uint8)
+    image[:144, :] = ridges()[:144, :]
+    half = assess(image, CONFIG)
+    assert half.accepted
+    assert half.score < assess(ridges(), CONFIG).score
 
 
 def test_too_few_minutiae_turns_an_accepted_image_into_a_rejection() -> None:
