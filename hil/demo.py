@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import statistics
 import sys
@@ -14,9 +15,10 @@ import numpy.typing as npt
 from edge.outbox import Outbox
 from edge.templates import iso19794_2_2005
 from hil.appliance import Appliance
-from hil.fingers import FingerGenerator
+from hil.fingers import FingerGenerator, Quality
 
 SMUDGED_PLACEMENT = 2  # this placement is a fingertip barely touching: rejected, then recaptured
+SKINS: tuple[Quality, ...] = ("good", "dry", "good", "wet")
 
 
 class DemoFingers:
@@ -27,7 +29,9 @@ class DemoFingers:
 
     def __call__(self, placement: int) -> npt.NDArray[np.uint8]:
         finger = placement if placement <= SMUDGED_PLACEMENT else placement - 1
-        image = self._generator.impression_image(finger, 0, width=256, height=288)
+        # Skin varies from person to person and finger to finger; so does the quality score.
+        skin = SKINS[finger % len(SKINS)]
+        image = self._generator.impression_image(finger, 0, width=256, height=288, quality=skin)
         if placement == SMUDGED_PLACEMENT:
             touched = np.full_like(image, int(np.percentile(image, 99)))
             touched[:56, :56] = image[:56, :56]
@@ -40,6 +44,8 @@ def run_demo(fingers: int = 10, seed: int = 7, keep: bool = False) -> int:
     booking = f"DEMO-{seed:04d}"
     positions = list(range(1, fingers + 1))
     latencies: list[float] = []
+    # The hub runs in this process; its per-message log lines would drown the demo's own.
+    logging.getLogger("hil.hub").setLevel(logging.WARNING)
     try:
         with Appliance(workdir, DemoFingers(seed)) as app:
             print(f"broker   mosquitto on {app.broker.host}:{app.broker.port}")
