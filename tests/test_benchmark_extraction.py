@@ -210,15 +210,17 @@ def test_a_baseline_is_compared_with_the_project_extractor_on_the_same_images(
     own = bench.Extracted(truth, [2.0] * len(truth))
     baseline = bench.Extracted(halves, [200.0] * len(truth))
     pairs = bench.protocol_pairs([bench.finger_and_impression(i.name) for i in synthetic_database])
-    record = bench.compare_baseline(synthetic_database, baseline, own, pairs)
+    record, curve = bench.compare_baseline(synthetic_database, baseline, own, pairs)
     assert record["minutiae"]["recall"] == pytest.approx(0.5, abs=0.05)
     assert record["minutiae"]["precision"] == 1.0
     assert record["fp32_minutiae"]["f1"] == 1.0
     assert record["time_ratio"] == 100.0
     assert set(record["all_impostors"]) == {"eer", "fmr100", "fmr1000"}
+    assert curve is not None
     # On part of a database there are no complete comparison sets to score.
     first_two = bench.Extracted(halves[:2], [200.0] * 2), bench.Extracted(truth[:2], [2.0] * 2)
-    assert "all_impostors" not in bench.compare_baseline(synthetic_database[:2], *first_two, None)
+    partial, no_curve = bench.compare_baseline(synthetic_database[:2], *first_two, None)
+    assert "all_impostors" not in partial and no_curve is None
 
 
 def test_onnxruntime_sessions_made_for_a_baseline_use_one_thread() -> None:
