@@ -238,7 +238,10 @@ def int8_extractor(model_dir: Path) -> tuple[MinutiaeExtractor | None, str]:
     entry = extra.get("int8")
     if not isinstance(entry, dict) or "file" not in entry or "sha256" not in entry:
         return None, "the manifest lists no int8 model (expected key int8: {file, sha256})"
-    data = (model_dir / str(entry["file"])).read_bytes()
+    try:
+        data = (model_dir / str(entry["file"])).read_bytes()
+    except OSError as exc:
+        return None, f"int8 model {entry['file']} unreadable: {exc.strerror}"
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         return None, f"int8 model {entry['file']} does not match its sha256 in the manifest"
     options = ort.SessionOptions()
