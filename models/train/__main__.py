@@ -10,7 +10,6 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -67,9 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         databases=databases,
     )
     run = f"{args.holdout or 'all'}-w{args.width}-s{args.steps}-seed{args.seed}"
-    started = time.monotonic()
     model = train([to_target_ppi(r) for r in raw_train], config, args.checkpoints / f"{run}.pt")
-    minutes = (time.monotonic() - started) / 60
 
     sha256 = export_onnx(model, args.out / MODEL_FILE)
     parameters = sum(p.numel() for p in model.parameters())
@@ -80,7 +77,6 @@ def main(argv: list[str] | None = None) -> None:
         "held_out": args.holdout,
         "config": asdict(config),
         "parameters": parameters,
-        "minutes_this_run": round(minutes, 1),
         "command": "python -m models.train " + shlex.join(sys.argv[1:] if argv is None else argv),
     }
     name = "kiosk-minutiae-cnn"

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.extraction import MinutiaeExtractor
 from hil.fingers import QUALITIES, FingerGenerator
-from models.train.evaluate import Score, match_count
+from models.train.evaluate import Score, match_pairs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,13 +40,16 @@ def main(argv: list[str] | None = None) -> None:
                             m.y,
                             math.cos(math.radians(m.angle)),
                             -math.sin(math.radians(m.angle)),
+                            int(m.kind),
                         )
                         for m in impression.minutiae
                     ],
                     dtype=np.float32,
-                ).reshape(-1, 4)
+                ).reshape(-1, 5)
                 found = extractor.extract(impression.image, impression.ppi)
-                total = total + Score(len(found), len(labels), match_count(found, labels))
+                pairs = match_pairs(found, labels)
+                same = sum(int(found[i].kind) == int(labels[j, 4]) for i, j in pairs)
+                total = total + Score(len(found), len(labels), len(pairs), same)
         totals[str(quality)] = total
     print(json.dumps({k: v.as_dict() for k, v in totals.items()}, indent=2))
 
