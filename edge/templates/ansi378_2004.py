@@ -16,20 +16,22 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from edge.templates.binary import ByteReader, check_range
-from edge.templates.errors import TemplateFormatError, TemplateValueError
+from edge.templates.binary import (
+    ByteReader,
+    check_range,
+    read_minutia,
+    read_view_header,
+    write_view,
+)
+from edge.templates.errors import TemplateFormatError
 from edge.templates.iso19794_2_2005 import ExtendedDataBlock
 
 MAGIC = b"FMR\x00 20\x00"
 HEADER_SIZE = 26
 LONG_HEADER_SIZE = 30
 MAX_SHORT_LENGTH = 0xFFFF
-MAX_COORDINATE = 0x3FFF
 MAX_ANGLE = 179
-MAX_QUALITY = 100
-MAX_FINGER_POSITION = 10
 IMPRESSION_TYPES = frozenset({0, 1, 2, 3, 8, 9})  # 9: live-scan contactless
-MINUTIA_TYPES = frozenset({0, 1, 2})
 EXTENDED_BLOCK_HEADER_SIZE = 4
 
 
@@ -124,46 +126,18 @@ def decode(data: bytes) -> AnsiMinutiaeRecord:
 
 
 def _decode_view(r: ByteReader, width: int, height: int) -> AnsiFingerView:
-    position = r.u8("finger position")
-    if position > MAX_FINGER_POSITION:
-        raise r.fail("finger position", f"{position} is not 0..{MAX_FINGER_POSITION}", 1)
-    packed = r.u8("view number/impression type")
-    impression = packed & 0x0F
-    if impression not in IMPRESSION_TYPES:
-        raise r.fail("impression type", f"{impression} is not one of {sorted(IMPRESSION_TYPES)}", 1)
-    quality = r.u8("finger quality")
-    if quality > MAX_QUALITY:
-        raise r.fail("finger quality", f"{quality} is over {MAX_QUALITY}", 1)
-    count = r.u8("number of minutiae")
-    minutiae = tuple(_decode_minutia(r, width, height) for _ in range(count))
+    position, view_number, impression, quality, count = read_view_header(r, IMPRESSION_TYPES)
+    minutiae = tuple(
+        AnsiMinutia(*read_minutia(r, width, height, max_angle=MAX_ANGLE)) for _ in range(count)
+    )
     return AnsiFingerView(
         finger_position=position,
-        view_number=packed >> 4,
+        view_number=view_number,
         impression_type=impression,
         finger_quality=quality,
         minutiae=minutiae,
         extended_data=decode_inclusive_blocks(r),
     )
-
-
-def _decode_minutia(r: ByteReader, width: int, height: int) -> AnsiMinutia:
-    start = r.offset
-    type_x = r.u16("minutia type/x")
-    reserved_y = r.u16("minutia y")
-    angle = r.u8("minutia angle")
-    quality = r.u8("minutia quality")
-    kind, x, y = type_x >> 14, type_x & MAX_COORDINATE, reserved_y & MAX_COORDINATE
-    if kind not in MINUTIA_TYPES:
-        raise TemplateFormatError(start, "minutia type", "type bits 11 are reserved")
-    if reserved_y >> 14:
-        raise TemplateFormatError(start + 2, "minutia y", "reserved bits 15..14 must be zero")
-    if x >= width or y >= height:
-        raise TemplateFormatError(start, "minutia x/y", f"({x}, {y}) is outside {width}x{height}")
-    if angle > MAX_ANGLE:
-        raise TemplateFormatError(start + 4, "minutia angle", f"{angle} is over {MAX_ANGLE}")
-    if quality > MAX_QUALITY:
-        raise TemplateFormatError(start + 5, "minutia quality", f"{quality} is over {MAX_QUALITY}")
-    return AnsiMinutia(kind=kind, x=x, y=y, angle=angle, quality=quality)
 
 
 def decode_inclusive_blocks(r: ByteReader) -> tuple[ExtendedDataBlock, ...]:
@@ -234,28 +208,5 @@ def encode(record: AnsiMinutiaeRecord) -> bytes:
 
 
 def _encode_view(view: AnsiFingerView, width: int, height: int) -> bytes:
-    check_range(view.finger_position, MAX_FINGER_POSITION, "finger position")
-    check_range(view.view_number, 0x0F, "view number")
-    if view.impression_type not in IMPRESSION_TYPES:
-        raise TemplateValueError(f"impression type {view.impression_type} is not allowed")
-    check_range(view.finger_quality, MAX_QUALITY, "finger quality")
-    check_range(len(view.minutiae), 0xFF, "number of minutiae")
-    parts = [
-        struct.pack(
-            ">BBBB",
-            view.finger_position,
-            view.view_number << 4 | view.impression_type,
-            view.finger_quality,
-            len(view.minutiae),
-        )
-    ]
-    for m in view.minutiae:
-        if m.kind not in MINUTIA_TYPES:
-            raise TemplateValueError(f"minutia type {m.kind} is not 0, 1 or 2")
-        check_range(m.x, min(width - 1, MAX_COORDINATE), "minutia x")
-        check_range(m.y, min(height - 1, MAX_COORDINATE), "minutia y")
-        check_range(m.angle, MAX_ANGLE, "minutia angle")
-        check_range(m.quality, MAX_QUALITY, "minutia quality")
-        parts.append(struct.pack(">HHBB", m.kind << 14 | m.x, m.y, m.angle, m.quality))
-    parts.append(encode_inclusive_blocks(view.extended_data))
-    return b"".join(parts)
+    header = write_view(view, width, height, IMPRESSION_TYPES, max_angle=MAX_ANGLE)
+    return header + encode_inclusive_blocks(view.extended_data)

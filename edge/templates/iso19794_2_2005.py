@@ -15,6 +15,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from edge.templates.binary import (
+    ByteReader,
+    check_range,
+    read_minutia,
+    read_view_header,
+    write_view,
+)
 from edge.templates.errors import TemplateFormatError, TemplateValueError
 
 MAGIC = b"FMR\x00"
@@ -23,11 +30,7 @@ HEADER_SIZE = 24
 VIEW_HEADER_SIZE = 4
 MINUTIA_SIZE = 6
 EXTENDED_BLOCK_HEADER_SIZE = 4
-MAX_COORDINATE = 0x3FFF
-MAX_QUALITY = 100
-MAX_FINGER_POSITION = 10
 IMPRESSION_TYPES = frozenset({0, 1, 2, 3, 8})
-MINUTIA_TYPES = frozenset({0, 1, 2})  # other, ridge ending, bifurcation; 3 is reserved
 
 
 @dataclass(frozen=True)
@@ -70,44 +73,9 @@ class FingerMinutiaeRecord:
     equipment_id: int = 0
 
 
-class _Reader:
-    """Cursor over the record that reports the offset and field of every failure."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.offset = 0
-
-    def take(self, size: int, name: str) -> bytes:
-        end = self.offset + size
-        if end > len(self.data):
-            raise TemplateFormatError(
-                self.offset,
-                name,
-                f"truncated: need {size} bytes, {len(self.data) - self.offset} left",
-            )
-        chunk = self.data[self.offset : end]
-        self.offset = end
-        return chunk
-
-    def u8(self, name: str) -> int:
-        return self.take(1, name)[0]
-
-    def u16(self, name: str) -> int:
-        value: int = struct.unpack(">H", self.take(2, name))[0]
-        return value
-
-    def u32(self, name: str) -> int:
-        value: int = struct.unpack(">I", self.take(4, name))[0]
-        return value
-
-    def fail(self, name: str, message: str, size: int) -> TemplateFormatError:
-        """Error for the field of ``size`` bytes just read."""
-        return TemplateFormatError(self.offset - size, name, message)
-
-
 def decode(data: bytes) -> FingerMinutiaeRecord:
     """Parse a complete record; anything malformed raises :class:`TemplateFormatError`."""
-    r = _Reader(bytes(data))
+    r = ByteReader(bytes(data))
     if r.take(4, "magic") != MAGIC:
         raise r.fail("magic", "not a finger minutiae record (expected 'FMR\\0')", 4)
     if r.take(4, "version") != VERSION:
@@ -139,22 +107,14 @@ def decode(data: bytes) -> FingerMinutiaeRecord:
     )
 
 
-def _decode_view(r: _Reader, width: int, height: int) -> FingerView:
-    position = r.u8("finger position")
-    if position > MAX_FINGER_POSITION:
-        raise r.fail("finger position", f"{position} is not 0..{MAX_FINGER_POSITION}", 1)
-    packed = r.u8("view number/impression type")
-    impression = packed & 0x0F
-    if impression not in IMPRESSION_TYPES:
-        raise r.fail("impression type", f"{impression} is not one of {sorted(IMPRESSION_TYPES)}", 1)
-    quality = r.u8("finger quality")
-    if quality > MAX_QUALITY:
-        raise r.fail("finger quality", f"{quality} is over {MAX_QUALITY}", 1)
-    count = r.u8("number of minutiae")
-    minutiae = tuple(_decode_minutia(r, width, height) for _ in range(count))
+def _decode_view(r: ByteReader, width: int, height: int) -> FingerView:
+    position, view_number, impression, quality, count = read_view_header(r, IMPRESSION_TYPES)
+    minutiae = tuple(
+        IsoMinutia(*read_minutia(r, width, height, max_angle=0xFF)) for _ in range(count)
+    )
     return FingerView(
         finger_position=position,
-        view_number=packed >> 4,
+        view_number=view_number,
         impression_type=impression,
         finger_quality=quality,
         minutiae=minutiae,
@@ -162,28 +122,10 @@ def _decode_view(r: _Reader, width: int, height: int) -> FingerView:
     )
 
 
-def _decode_minutia(r: _Reader, width: int, height: int) -> IsoMinutia:
-    start = r.offset
-    type_x = r.u16("minutia type/x")
-    reserved_y = r.u16("minutia y")
-    angle = r.u8("minutia angle")
-    quality = r.u8("minutia quality")
-    kind, x, y = type_x >> 14, type_x & MAX_COORDINATE, reserved_y & MAX_COORDINATE
-    if kind not in MINUTIA_TYPES:
-        raise TemplateFormatError(start, "minutia type", "type bits 11 are reserved")
-    if reserved_y >> 14:
-        raise TemplateFormatError(start + 2, "minutia y", "reserved bits 15..14 must be zero")
-    if x >= width or y >= height:
-        raise TemplateFormatError(start, "minutia x/y", f"({x}, {y}) is outside {width}x{height}")
-    if quality > MAX_QUALITY:
-        raise TemplateFormatError(start + 5, "minutia quality", f"{quality} is over {MAX_QUALITY}")
-    return IsoMinutia(kind=kind, x=x, y=y, angle=angle, quality=quality)
-
-
-def _decode_extended(r: _Reader) -> tuple[ExtendedDataBlock, ...]:
+def _decode_extended(r: ByteReader) -> tuple[ExtendedDataBlock, ...]:
     length = r.u16("extended data length")
     end = r.offset + length
-    if end > len(r.data):
+    if end > r.end:
         raise r.fail("extended data length", f"{length} bytes run past the record", 2)
     blocks: list[ExtendedDataBlock] = []
     while r.offset < end:
@@ -201,15 +143,15 @@ def _decode_extended(r: _Reader) -> tuple[ExtendedDataBlock, ...]:
 
 def encode(record: FingerMinutiaeRecord) -> bytes:
     """Serialise a record; out-of-range fields raise :class:`TemplateValueError`."""
-    _check(record.equipment_compliance, 0x0F, "equipment compliance")
-    _check(record.equipment_id, 0x0FFF, "equipment id")
+    check_range(record.equipment_compliance, 0x0F, "equipment compliance")
+    check_range(record.equipment_id, 0x0FFF, "equipment id")
     for name in ("width", "height", "x_resolution", "y_resolution"):
-        _check(getattr(record, name), 0xFFFF, name)
+        check_range(getattr(record, name), 0xFFFF, name)
     if not 1 <= len(record.views) <= 0xFF:
         raise TemplateValueError(f"number of finger views {len(record.views)} is not 1..255")
     body = b"".join(_encode_view(v, record.width, record.height) for v in record.views)
     total = HEADER_SIZE + len(body)
-    _check(total, 0xFFFFFFFF, "record length")
+    check_range(total, 0xFFFFFFFF, "record length")
     header = (
         MAGIC
         + VERSION
@@ -229,42 +171,14 @@ def encode(record: FingerMinutiaeRecord) -> bytes:
 
 
 def _encode_view(view: FingerView, width: int, height: int) -> bytes:
-    _check(view.finger_position, MAX_FINGER_POSITION, "finger position")
-    _check(view.view_number, 0x0F, "view number")
-    if view.impression_type not in IMPRESSION_TYPES:
-        raise TemplateValueError(f"impression type {view.impression_type} is not allowed")
-    _check(view.finger_quality, MAX_QUALITY, "finger quality")
-    _check(len(view.minutiae), 0xFF, "number of minutiae")
-    parts = [
-        struct.pack(
-            ">BBBB",
-            view.finger_position,
-            view.view_number << 4 | view.impression_type,
-            view.finger_quality,
-            len(view.minutiae),
-        )
-    ]
-    for m in view.minutiae:
-        if m.kind not in MINUTIA_TYPES:
-            raise TemplateValueError(f"minutia type {m.kind} is not 0, 1 or 2")
-        # Coordinates have 14 bits: a wider image cannot put a minutia past 16383.
-        _check(m.x, min(width - 1, MAX_COORDINATE), "minutia x")
-        _check(m.y, min(height - 1, MAX_COORDINATE), "minutia y")
-        _check(m.angle, 0xFF, "minutia angle")
-        _check(m.quality, MAX_QUALITY, "minutia quality")
-        parts.append(struct.pack(">HHBB", m.kind << 14 | m.x, m.y, m.angle, m.quality))
+    parts = [write_view(view, width, height, IMPRESSION_TYPES, max_angle=0xFF)]
     extended = b""
     for block in view.extended_data:
-        _check(block.type_id, 0xFFFF, "extended data type")
+        check_range(block.type_id, 0xFFFF, "extended data type")
         if block.type_id == 0:
             raise TemplateValueError("extended data type 0 is not assigned")
-        _check(len(block.data), 0xFFFF, "extended data block length")
+        check_range(len(block.data), 0xFFFF, "extended data block length")
         extended += struct.pack(">HH", block.type_id, len(block.data)) + block.data
-    _check(len(extended), 0xFFFF, "extended data length")
+    check_range(len(extended), 0xFFFF, "extended data length")
     parts.append(struct.pack(">H", len(extended)) + extended)
     return b"".join(parts)
-
-
-def _check(value: int, maximum: int, name: str) -> None:
-    if not 0 <= value <= maximum:
-        raise TemplateValueError(f"{name} {value} is not 0..{maximum}")
