@@ -13,8 +13,12 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from firmware_bridge import Sensor
 
 log = logging.getLogger("kiosk-edge")
 
@@ -45,6 +49,17 @@ def _write_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chmod(path, 0o600)
+
+
+def _wait_for_finger(sensor: Sensor, timeout: float, command: str) -> bool:
+    """Prompt, then wait up to ``timeout`` s for a finger; False (reported) if none came."""
+    print("place a finger on the sensor", file=sys.stderr)
+    deadline = time.monotonic() + timeout
+    while not sensor.wait_for_finger(min(1.0, max(0.01, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline:
+            print(f"{command}: no finger placed", file=sys.stderr)
+            return False
+    return True
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -151,12 +166,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
     sensor = make_sensor(settings.sensor.kind, **settings.sensor.settings())
     try:
         with sensor:
-            print("place a finger on the sensor", file=sys.stderr)
-            deadline = time.monotonic() + args.timeout
-            while not sensor.wait_for_finger(min(1.0, max(0.01, deadline - time.monotonic()))):
-                if time.monotonic() >= deadline:
-                    print("kiosk-edge capture: no finger placed", file=sys.stderr)
-                    return EXIT_FAILURE
+            if not _wait_for_finger(sensor, args.timeout, "kiosk-edge capture"):
+                return EXIT_FAILURE
             image = sensor.capture()
     except SensorError as exc:
         print(f"kiosk-edge capture: sensor: {exc}", file=sys.stderr)
@@ -374,12 +385,8 @@ def cmd_sensor_test(args: argparse.Namespace) -> int:
     sensor = make_sensor(settings.sensor.kind, **settings.sensor.settings())
     try:
         with sensor:
-            print("place a finger on the sensor", file=sys.stderr)
-            deadline = time.monotonic() + args.timeout
-            while not sensor.wait_for_finger(min(1.0, max(0.01, deadline - time.monotonic()))):
-                if time.monotonic() >= deadline:
-                    print("kiosk-edge sensor test: no finger placed", file=sys.stderr)
-                    return EXIT_FAILURE
+            if not _wait_for_finger(sensor, args.timeout, "kiosk-edge sensor test"):
+                return EXIT_FAILURE
             started = time.monotonic()
             image = sensor.capture()
             upload_s = time.monotonic() - started
