@@ -103,3 +103,16 @@ def test_a_store_whose_images_the_generator_no_longer_makes_is_refused() -> None
     )
     with pytest.raises(LabelStoreError, match="renders other pixels"):
         list(synthetic_raw_images(store))
+
+
+def test_the_committed_synthetic_store_still_renders_its_first_impression() -> None:
+    """Generator changes that would silently misalign the committed labels fail here."""
+    path = Path(__file__).resolve().parents[1] / "models" / "train" / "labels" / TRUTH_FILE
+    if not path.exists():
+        pytest.skip("no committed synthetic labels")
+    store = LabelSet.load(path)
+    first = LabelSet.build(
+        [(str(store.names[0]), str(store.image_sha256[0]), float(store.ppi[0]), store.rows(0))]
+    )
+    (image,) = synthetic_raw_images(first)
+    assert len(image.minutiae) == len(store.rows(0))
