@@ -59,10 +59,12 @@ def test_a_capture_name_parses_back_to_the_same_capture() -> None:
         "1/2/3/good/3x300",
         "1/2/3/good/300 x300",
         "01/2/3/good/300x300",
+        "1/2/3/good/10x300",
+        "1/2/3/good/300x9999",
     ],
 )
 def test_a_malformed_capture_name_is_rejected_by_name(name: str) -> None:
-    with pytest.raises(LabelStoreError, match=r"synthetic image name|quality"):
+    with pytest.raises(LabelStoreError, match=r"synthetic image name|quality|generator renders"):
         Capture.parse(name, 500.0)
 
 

@@ -78,6 +78,8 @@ class Capture:
         seed, finger, impression, quality, width, height = match.groups()
         if quality not in QUALITIES:
             raise LabelStoreError(f"{name!r}: quality must be one of {QUALITIES}")
+        if not (16 <= int(width) <= 2048 and 16 <= int(height) <= 2048 and 250 <= ppi <= 1000):
+            raise LabelStoreError(f"{name!r} at {ppi} ppi: outside what the generator renders")
         known = QUALITIES[QUALITIES.index(quality)]
         capture = cls(int(seed), int(finger), int(impression), known, int(width), int(height), ppi)
         if capture.name != name:
@@ -112,8 +114,9 @@ def truth_rows(impression: Impression) -> NDArray[np.float32]:
 def render_all(captures: list[Capture]) -> Iterator[tuple[Capture, Impression]]:
     generators: dict[int, FingerGenerator] = {}
     for capture in captures:
-        generator = generators.setdefault(capture.seed, FingerGenerator(capture.seed))
-        yield capture, capture.render(generator)
+        if capture.seed not in generators:
+            generators[capture.seed] = FingerGenerator(capture.seed)
+        yield capture, capture.render(generators[capture.seed])
 
 
 def synthetic_raw_images(labels: LabelSet, min_score: float = 0.0) -> Iterator[RawImage]:
