@@ -370,7 +370,7 @@ def _date(value: str, name: str, start: int) -> datetime.date:
 def _int(record: TaggedRecord, number: int, name: str, start: int, low: int, high: int) -> int:
     found = record.get(number)
     raw = found.text() if found else ""
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise An2kFormatError(
             start, f"{record.record_type}.{number:03d} {name}", f"{raw!r} is not {low}..{high}"
         )
