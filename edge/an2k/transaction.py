@@ -2,13 +2,17 @@
 
 Records: one Type-1 (transaction information), any Type-2 (user-defined descriptive text, the
 fields passed in as they are, EBTS style), Type-14 variable-resolution fingerprint images
-(WSQ at 500 ppi) and Type-9 minutiae carrying the INCITS 378 block (fields 9.126-9.137).
+(WSQ at 500 ppi) and Type-9 minutiae carrying the INCITS 378 block (fields 9.126-9.137) and,
+when asked for, the standard-format fields 9.005-9.012 (FMT "S"). ANSI/NIST-ITL 1-2011 calls
+those legacy fields, described in 1-2007, and keeps them for interchange with older systems.
 Only these record types are read; any other is refused by name rather than skipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -48,6 +52,17 @@ COMPRESSIONS = frozenset({"NONE", "WSQ20", "JPEGB", "JPEGL", "JP2", "JP2L", "PNG
 NQM_SCORES = frozenset({0, 1, 2, 3, 4, 5, 254, 255})
 INCITS_FORMAT_OWNER = 27  # INCITS M1 (0x001B)
 INCITS_FORMAT_TYPE = 513  # finger minutiae record (0x0201)
+# Standard-format Type-9 fields (ANSI/NIST-ITL 1-2007; "legacy" in 1-2011)
+READING_METHODS = frozenset({"A", "U", "E", "M"})  # OFR: automatic, editable but unedited,
+# edited, manual
+PATTERN_TABLE_CODES = frozenset(
+    {"PA", "TA", "RL", "UL", "PW", "CP", "DL", "AW", "WN", "RS", "LS", "SR", "XX", "UN"}
+)
+STANDARD_MINUTIA_TYPES = frozenset("ABCD")  # ending, bifurcation, compound, undetermined
+MAX_STANDARD_MINUTIAE = 999  # MRC indexes and ridge-count neighbours are three digits
+MAX_STANDARD_COORDINATE = 9999  # XXXX and YYYY: four digits of 0.01 mm
+MAX_STANDARD_QUALITY = 63  # 0 manual, 1 no confidence given, 2 (best) .. 63 (worst)
+MAX_RIDGE_COUNT = 99
 
 
 @dataclass(frozen=True)
@@ -93,8 +108,35 @@ class FingerprintImage:
 
 
 @dataclass(frozen=True)
+class StandardMinutia:
+    """One minutia of 9.012 MRC in the standard's own units (see docs/formats.md)."""
+
+    x: int  # 0.01 mm rightwards from the left edge
+    y: int  # 0.01 mm upwards from the bottom edge
+    theta: int  # degrees 0..359 counter-clockwise from the x axis, INCITS 378 angle + 180
+    quality: int  # 0 manual, 1 no confidence given, 2 (best) .. 63 (worst)
+    kind: str  # A ridge ending, B bifurcation, C compound, D undetermined
+    ridge_counts: tuple[tuple[int, int], ...] = ()  # (neighbour's MRC index, ridges crossed)
+
+
+@dataclass(frozen=True)
+class StandardMinutiae:
+    """Fields 9.005-9.012: the standard-format (FMT "S") minutiae of one finger."""
+
+    system: str  # OFR name of the originating fingerprint reading system
+    method: str  # OFR: A automatic, U editable but unedited, E edited, M manual
+    minutiae: tuple[StandardMinutia, ...] = ()
+    subsystem: str | None = None  # OFR optional two-character subsystem designator
+    pattern: tuple[tuple[str, str], ...] = (("T", "UN"),)  # FPC: (T table / U user, class)
+    cores: tuple[tuple[int, int], ...] = ()  # CRP: (x, y) in 0.01 mm, as 9.012
+    deltas: tuple[tuple[int, int], ...] = ()  # DLT
+    ridge_counts: bool = False  # RDG: whether 9.012 carries ridge counts
+
+
+@dataclass(frozen=True)
 class FingerMinutiae:
-    """A Type-9 record with the INCITS 378 block for one finger view."""
+    """A Type-9 record with the INCITS 378 block for one finger view, and optionally the
+    standard-format fields (then FMT is "S", else "U")."""
 
     finger_position: int
     width: int
@@ -107,6 +149,7 @@ class FingerMinutiae:
     finger_quality: int = 0
     product_id: int = 0  # CBEFF product identifier of the extractor
     equipment: tuple[int, int] = (0, 0)  # capture equipment compliance, id
+    standard: StandardMinutiae | None = None
 
 
 @dataclass(frozen=True)
@@ -255,7 +298,14 @@ def _type9(view: FingerMinutiae, idc: int) -> TaggedRecord:
     fields = [
         Field(2, text(str(idc))),
         Field(3, text(str(view.impression_type))),
-        Field(4, text("U")),  # the legacy fields 9.005-9.012 are not used
+        Field(4, text("U" if view.standard is None else "S")),
+    ]
+    if view.standard is not None:
+        problem = _standard_problem(view.standard, view)
+        if problem:
+            raise An2kValueError(f"{problem[0]}: {problem[1]}")
+        fields += _standard_fields(view.standard, view.finger_position)
+    fields += [
         Field(
             126, text((str(INCITS_FORMAT_OWNER), str(INCITS_FORMAT_TYPE), f"{view.product_id:08X}"))
         ),
@@ -273,6 +323,87 @@ def _type9(view: FingerMinutiae, idc: int) -> TaggedRecord:
     if fmd:
         fields.append(Field(137, text(*fmd)))
     return TaggedRecord(9, tuple(fields))
+
+
+def _standard_fields(standard: StandardMinutiae, finger_position: int) -> list[Field]:
+    ofr: tuple[str, ...] = (standard.system, standard.method)
+    if standard.subsystem is not None:
+        ofr += (standard.subsystem,)
+    fields = [
+        Field(5, text(ofr)),
+        Field(6, text(f"{finger_position:02d}")),
+        Field(7, text(*standard.pattern)),
+    ]
+    if standard.cores:
+        fields.append(Field(8, text(*[f"{x:04d}{y:04d}" for x, y in standard.cores])))
+    if standard.deltas:
+        fields.append(Field(9, text(*[f"{x:04d}{y:04d}" for x, y in standard.deltas])))
+    fields += [
+        Field(10, text(str(len(standard.minutiae)))),
+        Field(11, text("1" if standard.ridge_counts else "0")),
+    ]
+    if standard.minutiae:
+        mrc = [
+            (
+                f"{index:03d}",
+                f"{m.x:04d}{m.y:04d}{m.theta:03d}",
+                f"{m.quality:02d}",
+                m.kind,
+                *[f"{n:03d},{c:02d}" for n, c in m.ridge_counts],
+            )
+            for index, m in enumerate(standard.minutiae, start=1)
+        ]
+        fields.append(Field(12, text(*mrc)))
+    return fields
+
+
+def _extent(pixels: int, per_cm: int) -> int:
+    """An image side in 0.01 mm (rounded half up) as far as four digits reach; the four-digit
+    limit when the resolution is not known."""
+    limit = MAX_STANDARD_COORDINATE + 1
+    return min((2000 * pixels + per_cm) // (2 * per_cm), limit) if per_cm else limit
+
+
+def _standard_problem(standard: StandardMinutiae, view: FingerMinutiae) -> tuple[str, str] | None:
+    """The first field of 9.005-9.012 that breaks the standard, and why; None when all fit."""
+    if not standard.system or standard.method not in READING_METHODS:
+        return "9.005 OFR", f"needs a system name and a method of {sorted(READING_METHODS)}"
+    if standard.subsystem is not None and len(standard.subsystem) != 2:
+        return "9.005 OFR", f"subsystem {standard.subsystem!r} is not two characters"
+    if not standard.pattern:
+        return "9.007 FPC", "needs at least one pattern class"
+    for table, code in standard.pattern:
+        if (
+            table not in ("T", "U")
+            or not code
+            or (table == "T" and code not in PATTERN_TABLE_CODES)
+        ):
+            return "9.007 FPC", f"({table!r}, {code!r}) is not a table T or user U class"
+    width = _extent(view.width, view.x_resolution)
+    height = _extent(view.height, view.y_resolution)
+    for name, points in (("9.008 CRP", standard.cores), ("9.009 DLT", standard.deltas)):
+        for x, y in points:
+            if not (0 <= x < width and 0 <= y < height):
+                return name, f"({x}, {y}) is outside the {width} x {height} (0.01 mm) image"
+    count = len(standard.minutiae)
+    if count > MAX_STANDARD_MINUTIAE:
+        return "9.010 MIN", f"{count} minutiae, at most {MAX_STANDARD_MINUTIAE}"
+    for index, m in enumerate(standard.minutiae, start=1):
+        where = f"minutia {index}"
+        if not (0 <= m.x < width and 0 <= m.y < height):
+            return "9.012 MRC", f"{where} ({m.x}, {m.y}) is outside the {width} x {height} image"
+        if not (0 <= m.theta <= 359 and 0 <= m.quality <= MAX_STANDARD_QUALITY):
+            return "9.012 MRC", f"{where}: theta {m.theta} or quality {m.quality} out of range"
+        if m.kind not in STANDARD_MINUTIA_TYPES:
+            return "9.012 MRC", f"{where}: type {m.kind!r} is not A, B, C or D"
+        if m.ridge_counts and not standard.ridge_counts:
+            return "9.011 RDG", f"is 0 but {where} carries ridge counts"
+        for neighbour, ridges in m.ridge_counts:
+            if not (1 <= neighbour <= count and neighbour != index):
+                return "9.012 MRC", f"{where}: neighbour {neighbour} is not another minutia"
+            if not 0 <= ridges <= MAX_RIDGE_COUNT:
+                return "9.012 MRC", f"{where}: ridge count {ridges} is not 0..{MAX_RIDGE_COUNT}"
+    return None
 
 
 _MINUTIA_LETTER = {1: "A", 2: "B", 0: "D"}  # ridge ending, bifurcation, other/undetermined
@@ -496,7 +627,7 @@ def _read_type9(record: TaggedRecord, start: int) -> FingerMinutiae:
         raise An2kFormatError(
             start, "9.126/127", "CBEFF or equipment ids are not hexadecimal"
         ) from None
-    return FingerMinutiae(
+    view = FingerMinutiae(
         finger_position=_int(record, 134, "FGP", start, 0, 10),
         width=width,
         height=height,
@@ -508,4 +639,75 @@ def _read_type9(record: TaggedRecord, start: int) -> FingerMinutiae:
         finger_quality=_int(record, 135, "FQM", start, 0, 100),
         product_id=product,
         equipment=(compliance, device),
+    )
+    fmt = record.get(4).text()  # type: ignore[union-attr]
+    present = [n for n in range(5, 13) if record.get(n) is not None]
+    if fmt == "U":
+        if present:
+            raise An2kFormatError(start, f"9.{present[0]:03d}", "standard field with FMT 'U'")
+        return view
+    if fmt != "S":
+        raise An2kFormatError(start, "9.004 FMT", f"{fmt!r} is not S or U")
+    standard = _read_standard(record, start, view.finger_position)
+    problem = _standard_problem(standard, view)
+    if problem:
+        raise An2kFormatError(start, *problem)
+    return dataclasses.replace(view, standard=standard)
+
+
+_STANDARD_MANDATORY = {5: "OFR", 6: "FGP", 7: "FPC", 10: "MIN", 11: "RDG"}
+_INDEX = re.compile(r"[0-9]{1,3}")
+_QUALITY = re.compile(r"[0-9]{1,2}")
+_POINT = re.compile(r"[0-9]{8}")
+_POSITION = re.compile(r"[0-9]{11}")
+_RIDGE_COUNT = re.compile(r"([0-9]{1,3}),([0-9]{1,2})")
+
+
+def _read_standard(record: TaggedRecord, start: int, finger_position: int) -> StandardMinutiae:
+    """Fields 9.005-9.012 as written (values are range-checked by _standard_problem)."""
+    _require(record, _STANDARD_MANDATORY, start)
+    ofr = _pairs(record, 5)
+    if len(ofr) != 1 or len(ofr[0]) not in (2, 3):
+        raise An2kFormatError(start, "9.005 OFR", "not one subfield of name, method[, subsystem]")
+    position = _int(record, 6, "FGP", start, 0, 10)
+    if position != finger_position:
+        raise An2kFormatError(start, "9.006 FGP", f"{position}, 9.134 says {finger_position}")
+    pattern = _pairs(record, 7)
+    if any(len(items) != 2 for items in pattern):
+        raise An2kFormatError(start, "9.007 FPC", "a subfield is not (table, class)")
+    points = []
+    for number, name in ((8, "9.008 CRP"), (9, "9.009 DLT")):
+        found = _pairs(record, number)
+        if not all(len(items) == 1 and _POINT.fullmatch(items[0]) for items in found):
+            raise An2kFormatError(start, name, "a position is not XXXXYYYY")
+        points.append(tuple((int(i[0][:4]), int(i[0][4:])) for i in found))
+    count = _int(record, 10, "MIN", start, 0, MAX_STANDARD_MINUTIAE)
+    ridge_counts = _int(record, 11, "RDG", start, 0, 1) == 1
+    mrc = _pairs(record, 12)
+    if len(mrc) != count:
+        raise An2kFormatError(start, "9.012 MRC", f"{len(mrc)} minutiae, MIN says {count}")
+    minutiae = []
+    for number, items in enumerate(mrc, start=1):
+        index, xyt, quality, kind, *counts = items if len(items) >= 4 else ("",) * 4
+        matches = [_RIDGE_COUNT.fullmatch(c) for c in counts]
+        if not (
+            _INDEX.fullmatch(index)
+            and int(index) == number
+            and _POSITION.fullmatch(xyt)
+            and _QUALITY.fullmatch(quality)
+            and all(matches)
+        ):
+            raise An2kFormatError(start, "9.012 MRC", f"minutia {number} is malformed")
+        pairs = tuple((int(m.group(1)), int(m.group(2))) for m in matches if m)
+        x, y, theta = int(xyt[:4]), int(xyt[4:8]), int(xyt[8:])
+        minutiae.append(StandardMinutia(x, y, theta, int(quality), kind, pairs))
+    return StandardMinutiae(
+        system=ofr[0][0],
+        method=ofr[0][1],
+        minutiae=tuple(minutiae),
+        subsystem=ofr[0][2] if len(ofr[0]) == 3 else None,
+        pattern=tuple((items[0], items[1]) for items in pattern),
+        cores=points[0],
+        deltas=points[1],
+        ridge_counts=ridge_counts,
     )
