@@ -26,12 +26,14 @@ device_mode = "CONTROLLED"
 [[minutiae]]               # one Type-9 per template file (any format kiosk-edge reads)
 finger = 2
 file = "right_index.iso"
+standard_fields = true     # optional: also 9.005-9.012 (FMT "S") for receivers that need them
 ```
 Relative file names are read from the TOML file's directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import tomllib
 from pathlib import Path
@@ -80,6 +82,8 @@ class ImageSpec(_Strict):
 class MinutiaeSpec(_Strict):
     finger: int = Field(ge=0, le=10)
     file: Path
+    # ANSI/NIST-ITL 1-2011 keeps 9.005-9.012 for legacy interchange only, so they are opt-in.
+    standard_fields: bool = False
 
 
 class BookingSpec(_Strict):
@@ -162,7 +166,7 @@ def _minutiae(spec: MinutiaeSpec, base: Path) -> tx.FingerMinutiae:
         raise An2kValueError(f"template {path}: {exc}") from None
     record = ansi378_2004.decode(convert(data, TemplateFormat.ANSI378).data)
     view = record.views[0]
-    return tx.FingerMinutiae(
+    minutiae = tx.FingerMinutiae(
         finger_position=spec.finger,
         width=record.width,
         height=record.height,
@@ -174,3 +178,37 @@ def _minutiae(spec: MinutiaeSpec, base: Path) -> tx.FingerMinutiae:
         finger_quality=view.finger_quality,
         equipment=(record.equipment_compliance, record.equipment_id),
     )
+    if spec.standard_fields:
+        return dataclasses.replace(minutiae, standard=standard_minutiae(minutiae))
+    return minutiae
+
+
+READING_SYSTEM = "KIOSK-EDGE"  # 9.005 OFR name
+_STANDARD_KIND = {1: "A", 2: "B", 0: "D"}  # ending, bifurcation, other -> undetermined
+
+
+def standard_minutiae(view: tx.FingerMinutiae) -> tx.StandardMinutiae:
+    """The view's INCITS 378 minutiae in the units of 9.012, as NBIS mindtct writes them:
+    0.01 mm from the bottom-left corner (y = height - 1 - y, in 0.01 mm), whole degrees
+    turned by 180 from INCITS 378, quality 1 (none given) or 63 (worst) .. 2 (best)."""
+    if not (view.x_resolution and view.y_resolution):
+        raise An2kValueError("standard-format minutiae need the image resolution")
+    height = _hundredths_mm(view.height, view.y_resolution)
+    return tx.StandardMinutiae(
+        system=READING_SYSTEM,
+        method="A",  # extracted automatically, no human editing possible
+        minutiae=tuple(
+            tx.StandardMinutia(
+                x=_hundredths_mm(m.x, view.x_resolution),
+                y=height - 1 - _hundredths_mm(m.y, view.y_resolution),
+                theta=(2 * m.angle + 180) % 360,
+                quality=63 - (61 * m.quality + 50) // 100 if m.quality else 1,
+                kind=_STANDARD_KIND[m.kind],
+            )
+            for m in view.minutiae
+        ),
+    )
+
+
+def _hundredths_mm(pixels: int, per_cm: int) -> int:
+    return (2000 * pixels + per_cm) // (2 * per_cm)
