@@ -304,3 +304,36 @@ def test_fuzz_standard_fields_end_in_the_packages_own_errors(data: bytes) -> Non
         tx.read(data)
     except An2kError:
         return
+
+
+@st.composite
+def views(draw: st.DrawFn) -> tx.FingerMinutiae:
+    width, height = draw(st.integers(1, 300)), draw(st.integers(1, 300))
+    minutia = st.builds(
+        AnsiMinutia,
+        kind=st.integers(0, 2),
+        x=st.integers(0, width - 1),
+        y=st.integers(0, height - 1),
+        angle=st.integers(0, 179),
+        quality=st.integers(0, 100),
+    )
+    return dataclasses.replace(
+        VIEW,
+        width=width,
+        height=height,
+        x_resolution=draw(st.integers(40, 500)),  # 102..1270 ppi
+        y_resolution=draw(st.integers(40, 500)),
+        minutiae=tuple(draw(st.lists(minutia, max_size=20))),
+        standard=None,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(views())
+def test_converted_378_minutiae_always_fit_the_standard_fields(view: tx.FingerMinutiae) -> None:
+    standard = booking.standard_minutiae(view)
+    with_fields = dataclasses.replace(view, standard=standard)
+    assert tx.read(tx.write(transaction(with_fields))).minutiae == (with_fields,)
+    assert [m.theta // 2 for m in standard.minutiae] == [
+        (m.angle + 90) % 180 for m in view.minutiae
+    ]
