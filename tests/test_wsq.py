@@ -74,3 +74,14 @@ def test_only_8_bit_grey_images_are_encoded() -> None:
         wsq.encode(np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(An2kValueError):
         wsq.encode(np.zeros((10, 10), np.uint16))
+
+
+def test_a_decoder_crash_is_a_format_error_not_a_crash_of_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # NBIS segfaulted on fuzzed tables; stand in for that with a child that dies by SIGSEGV.
+    crash = "import os, signal  # %d %d\nos.kill(os.getpid(), signal.SIGSEGV)"
+    monkeypatch.setattr(wsq, "_DECODER", crash)
+    data = wsq.encode(np.full((64, 64), 128, np.uint8))
+    with pytest.raises(An2kFormatError, match="crashed"):
+        wsq.decode(data)

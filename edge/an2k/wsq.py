@@ -5,11 +5,17 @@ The codec is NBIS 5.0 compiled into the ``wsq`` distribution (module ``_wsq``): 
 which is what a 500 ppi booking image needs. Before NBIS sees untrusted bytes, the marker
 structure and the frame size are checked here so that a hostile file cannot ask for a huge
 image buffer.
+
+NBIS's decoder is C that trusts its input: fuzzing showed malformed tables crash it with a
+segmentation fault. Decoding therefore runs in a short-lived child process with a memory
+limit, so a hostile file costs an error message, never the caller.
 """
 
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,15 +74,46 @@ def frame_size(data: bytes) -> tuple[int, int]:
         at += 2 + length
 
 
+# Runs in the child: only the NBIS module and the standard library, nothing of ours.
+_DECODER = """
+import resource, struct, sys
+resource.setrlimit(resource.RLIMIT_AS, (%d, %d))
+import _wsq
+data = sys.stdin.buffer.read()
+try:
+    raw, cols, rows, ppi = _wsq.decompress(data)
+except Exception as exc:
+    sys.stderr.write(str(exc)[:200])
+    sys.exit(2)
+sys.stdout.buffer.write(struct.pack(">III", cols, rows, ppi) + raw)
+"""
+_DECODER_MEMORY = 1 << 30  # bytes of address space; a 6000 x 6000 frame needs far less
+_DECODER_TIMEOUT_S = 30.0
+
+
 def decode(data: bytes) -> WsqImage:
     """Decompress; malformed data raises :class:`An2kFormatError`."""
-    import _wsq
-
     width, height = frame_size(data)
     try:
-        raw, cols, rows, ppi = _wsq.decompress(bytes(data))
-    except Exception as exc:  # NBIS reports every failure as a bare Exception
-        raise An2kFormatError(0, "WSQ data", f"NBIS could not decode it ({exc})") from None
+        child = subprocess.run(
+            [sys.executable, "-I", "-c", _DECODER % (_DECODER_MEMORY, _DECODER_MEMORY)],
+            input=bytes(data),
+            capture_output=True,
+            timeout=_DECODER_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise An2kFormatError(0, "WSQ data", "NBIS did not finish decoding it") from None
+    if child.returncode < 0:
+        raise An2kFormatError(0, "WSQ data", "NBIS crashed on it (malformed tables)")
+    if child.returncode != 0:
+        reason = child.stderr.decode("utf-8", "replace").strip() or f"exit {child.returncode}"
+        raise An2kFormatError(0, "WSQ data", f"NBIS could not decode it ({reason})")
+    out = child.stdout
+    if len(out) < 12:
+        raise An2kFormatError(0, "WSQ data", "NBIS returned no image")
+    cols, rows, ppi = struct.unpack(">III", out[:12])
+    raw = out[12:]
     if (cols, rows) != (width, height) or len(raw) != cols * rows:
         raise An2kFormatError(0, "WSQ data", "decoded size disagrees with the frame header")
     pixels = np.frombuffer(raw, dtype=np.uint8).reshape(rows, cols).copy()
