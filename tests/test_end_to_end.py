@@ -106,6 +106,8 @@ def test_killing_the_daemon_mid_booking_while_the_hub_is_down_loses_and_duplicat
     appliance.start_hub()
     delivered = collect(appliance, "BK-0002", len(fingers), got=first)
     assert sorted(delivered) == fingers
+    # The hub's acks reach the observer and the daemon independently: let the daemon catch up.
+    appliance.notifications(until="STATUS=sensor ok; outbox pending 0", timeout=60)
     assert appliance.stop_daemon() == 0
     assert_hub_has_each_finger_once(appliance, "BK-0002", fingers)
     counts = outbox_counts(appliance)
