@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,11 @@ class FingerScript:
         self._source = source
         self._limit = limit
         self._taken_from_source = 0
+        # A generated finger can take longer than a host waits for a GenImg reply (a real
+        # sensor answers in well under a second), so the next image is made ahead of time.
+        self._maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finger-source")
+        self._next_image: Future[npt.NDArray[np.uint8]] | None = None
+        self._prefetch()
         self._queued: deque[npt.NDArray[np.uint8]] = deque()
         self._lock = threading.Lock()
         self._current: Placement | None = None
@@ -129,14 +135,21 @@ class FingerScript:
                 self._current = None
                 self._lift_unseen = True
 
+    def _prefetch(self) -> None:
+        source = self._source
+        if source is None or (self._limit is not None and self._taken_from_source >= self._limit):
+            return
+        index = self._taken_from_source
+        self._next_image = self._maker.submit(lambda: fit_image(source(index)))
+
     def _next_placement(self) -> Placement | None:
         if self._queued:
             pixels = self._queued.popleft()
-        elif self._source is not None and (
-            self._limit is None or self._taken_from_source < self._limit
-        ):
-            pixels = fit_image(self._source(self._taken_from_source))
+        elif self._next_image is not None:
+            pixels = self._next_image.result()
+            self._next_image = None
             self._taken_from_source += 1
+            self._prefetch()
         else:
             return None
         placement = Placement(self._placed, pixels)
