@@ -52,6 +52,24 @@ MAX_FINGER_POSITION = 10
 MINUTIA_TYPES = frozenset({0, 1, 2})  # other, ridge ending, bifurcation; 3 is reserved
 
 
+def read_record_geometry(r: ByteReader) -> tuple[int, int, int, int, int, int]:
+    """Equipment word, width, height, x/y resolution and view count, then the reserved byte.
+
+    The tail of the record header is laid out alike in ISO/IEC 19794-2:2005 and ANSI 378.
+    """
+    equipment = r.u16("capture equipment")
+    width = r.u16("width")
+    height = r.u16("height")
+    x_resolution = r.u16("x resolution")
+    y_resolution = r.u16("y resolution")
+    view_count = r.u8("number of finger views")
+    if view_count == 0:
+        raise r.fail("number of finger views", "a record holds at least one view", 1)
+    if r.u8("reserved") != 0:
+        raise r.fail("reserved", "must be zero", 1)
+    return equipment, width, height, x_resolution, y_resolution, view_count
+
+
 def read_view_header(
     r: ByteReader, impression_types: frozenset[int]
 ) -> tuple[int, int, int, int, int]:

@@ -19,6 +19,7 @@ from edge.templates.binary import (
     ByteReader,
     check_range,
     read_minutia,
+    read_record_geometry,
     read_view_header,
     write_view,
 )
@@ -83,16 +84,7 @@ def decode(data: bytes) -> FingerMinutiaeRecord:
     total = r.u32("record length")
     if total != len(data):
         raise r.fail("record length", f"says {total} bytes, record has {len(data)}", 4)
-    equipment = r.u16("capture equipment")
-    width = r.u16("width")
-    height = r.u16("height")
-    x_resolution = r.u16("x resolution")
-    y_resolution = r.u16("y resolution")
-    view_count = r.u8("number of finger views")
-    if view_count == 0:
-        raise r.fail("number of finger views", "a record holds at least one view", 1)
-    if r.u8("reserved") != 0:
-        raise r.fail("reserved", "must be zero", 1)
+    equipment, width, height, x_resolution, y_resolution, view_count = read_record_geometry(r)
     views = tuple(_decode_view(r, width, height) for _ in range(view_count))
     if r.offset != len(data):
         raise TemplateFormatError(r.offset, "record", f"{len(data) - r.offset} trailing bytes")
