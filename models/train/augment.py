@@ -95,10 +95,15 @@ def _targets(
 
 
 def make_batch(
-    images: list[LabelledImage], batch_size: int, size: int, rng: np.random.Generator
+    images: list[LabelledImage],
+    batch_size: int,
+    size: int,
+    rng: np.random.Generator,
+    weights: NDArray[np.float64] | None = None,
 ) -> Batch:
+    """``batch_size`` crops of images drawn with probabilities ``weights`` (uniform if None)."""
     crops, parts = [], []
-    for index in rng.integers(0, len(images), batch_size):
+    for index in rng.choice(len(images), batch_size, p=weights):
         crop, labels = _sample_crop(images[index], size, rng)
         crops.append(crop)
         parts.append(_targets(crop[0], labels, size))

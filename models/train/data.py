@@ -15,6 +15,7 @@ from edge.templates import iso19794_2_2005
 
 TARGET_PPI = 500.0
 DATABASE_PPI = {"DB1_B": 500.0, "DB2_B": 569.0, "DB3_B": 500.0, "DB4_B": 500.0}
+SYNTHETIC = "SYNTH"  # the database name of hil.fingers impressions
 
 
 @dataclass(frozen=True)

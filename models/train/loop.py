@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from models.train.augment import Batch, make_batch
-from models.train.data import LabelledImage
+from models.train.data import SYNTHETIC, LabelledImage
 from models.train.net import MinutiaeNet
 
 PRESENCE_POS_WEIGHT = 4.0  # about 2% of cells hold a minutia
@@ -28,6 +29,9 @@ class TrainConfig:
     seed: int
     width: int
     databases: tuple[str, ...]
+    labels: str  # where the real images' minutiae come from: "corpus" or "leader"
+    synthetic_images: int  # synthetic impressions mixed in (0: none)
+    synthetic_fraction: float  # share of each batch drawn from them
 
 
 def losses(heads: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
@@ -60,8 +64,20 @@ def _learning_rate(config: TrainConfig, step: int) -> float:
     return config.learning_rate * warm * 0.5 * (1 + math.cos(math.pi * step / config.steps))
 
 
+def sampling_weights(images: list[LabelledImage], synthetic_fraction: float) -> NDArray[np.float64]:
+    """Per-image draw probabilities giving synthetic images ``synthetic_fraction`` of a batch."""
+    synthetic = np.array([image.database == SYNTHETIC for image in images])
+    count = int(synthetic.sum())
+    if count == 0 or count == len(images):
+        return np.full(len(images), 1.0 / len(images))
+    return np.where(
+        synthetic, synthetic_fraction / count, (1.0 - synthetic_fraction) / (len(images) - count)
+    )
+
+
 def train(images: list[LabelledImage], config: TrainConfig, checkpoint: Path) -> MinutiaeNet:
     """Train (resuming from ``checkpoint`` when it was written by the same config)."""
+    weights = sampling_weights(images, config.synthetic_fraction)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = MinutiaeNet(config.width)
@@ -84,7 +100,7 @@ def train(images: list[LabelledImage], config: TrainConfig, checkpoint: Path) ->
     for step in progress:
         for group in optimiser.param_groups:
             group["lr"] = _learning_rate(config, step)
-        batch = make_batch(images, config.batch_size, config.crop, rng)
+        batch = make_batch(images, config.batch_size, config.crop, rng, weights)
         heads = model(batch.images.contiguous(memory_format=torch.channels_last))
         parts = losses(heads, batch)
         total = sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())

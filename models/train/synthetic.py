@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hil.fingers import QUALITIES, FingerGenerator, Impression, Quality
-from models.train.data import RawImage
+from models.train.data import SYNTHETIC, RawImage
 from models.train.distill import (
     REFERENCE_THRESHOLDS,
     Offsets,
@@ -37,7 +37,6 @@ from models.train.distill import (
 from models.train.evaluate import Score
 from models.train.label_store import LabelSet, LabelStoreError, pixels_sha256, training_rows
 
-DATABASE = "SYNTH"
 TRUTH_FILE = "synthetic_truth.npz"
 LEADER_FILE = "synthetic_leader.npz"
 SUMMARY_FILE = "synthetic.json"
@@ -119,20 +118,21 @@ def render_all(captures: list[Capture]) -> Iterator[tuple[Capture, Impression]]:
         yield capture, capture.render(generators[capture.seed])
 
 
-def synthetic_raw_images(labels: LabelSet, min_score: float = 0.0) -> Iterator[RawImage]:
-    """Render every image of a synthetic store again, with the store's minutiae as labels.
+def synthetic_raw_images(
+    labels: LabelSet, min_score: float = 0.0, only: set[int] | None = None
+) -> Iterator[RawImage]:
+    """Render the images of a synthetic store again (those indexed by ``only``, or all).
 
     Raises :class:`LabelStoreError` when a rendering differs from the one labelled (the
     generator changed since the store was written).
     """
-    captures = [
-        Capture.parse(str(n), float(p)) for n, p in zip(labels.names, labels.ppi, strict=True)
-    ]
-    for i, (capture, impression) in enumerate(render_all(captures)):
+    chosen = [i for i in range(len(labels)) if only is None or i in only]
+    captures = [Capture.parse(str(labels.names[i]), float(labels.ppi[i])) for i in chosen]
+    for i, (capture, impression) in zip(chosen, render_all(captures), strict=True):
         if pixels_sha256(impression.image) != labels.image_sha256[i]:
             raise LabelStoreError(f"{capture.name}: the generator now renders other pixels")
         rows = training_rows(labels.rows(i), min_score)
-        yield RawImage(capture.name, DATABASE, capture.ppi, impression.image, rows)
+        yield RawImage(capture.name, SYNTHETIC, capture.ppi, impression.image, rows)
 
 
 def _leader_report(truth: LabelSet, leader: LabelSet, qualities: list[str]) -> dict[str, Any]:
