@@ -1,0 +1,72 @@
+"""The leave-one-database-out report: each database scored by its own model, then averaged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import models
+from benchmarks import lodo
+from edge import templates
+from hil.fingers import FingerGenerator
+
+
+def _miniature_corpus(root: Path, databases: list[str]) -> Path:
+    """Images with ISO templates beside them, laid out like the real corpus."""
+    generator = FingerGenerator(seed=11)
+    for n, database in enumerate(databases):
+        folder = root / "fvc2002" / database
+        folder.mkdir(parents=True)
+        for finger in range(3):
+            for impression in range(2):
+                shot = generator.impression(10 * n + finger, impression, width=288, height=384)
+                stem = folder / f"{101 + finger}_{impression + 1}"
+                Image.fromarray(shot.image).save(stem.with_suffix(".tif"))
+                record = templates.minutiae_to_iso2005(
+                    shot.minutiae,
+                    width=288,
+                    height=384,
+                    ppi=500.0,
+                    finger_position=0,
+                    impression_type=0,
+                    quality=0,
+                )
+                stem.with_suffix(".iso").write_bytes(record)
+    return root
+
+
+def test_each_held_out_database_gets_a_row_and_the_mean_averages_them(tmp_path: Path) -> None:
+    corpus = _miniature_corpus(tmp_path / "corpus", ["DB1_B", "DB3_B"])
+    shipped = Path(models.__file__).parent
+    out = tmp_path / "out"
+    argv = ["--corpus", str(corpus), "--out", str(out)]
+    argv += ["--holdout", f"DB3_B={shipped}", "--holdout", f"DB1_B={shipped}"]
+    assert lodo.main(argv) == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert list(summary["databases"]) == ["DB1_B", "DB3_B"]
+    f1 = [summary["databases"][d]["fp32"]["minutiae"]["f1"] for d in ("DB1_B", "DB3_B")]
+    assert summary["mean"]["fp32"]["minutiae"]["f1"] == pytest.approx(sum(f1) / 2, abs=1e-4)
+    assert (out / "DB1_B" / "results.json").exists() and (out / "DB3_B" / "det.png").exists()
+    rows = [line.split(" | ")[0] for line in (out / "results.md").read_text().splitlines()]
+    assert [r for r in rows if r in ("| DB1_B", "| DB3_B", "| mean")] == [
+        "| DB1_B",
+        "| DB3_B",
+        "| mean",
+    ]
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [["DB9_B=models"], ["DB1_B"], ["DB1_B="], ["DB1_B=a", "DB1_B=b"]],
+    ids=["unknown database", "no model", "empty model", "database twice"],
+)
+def test_a_malformed_holdout_is_refused(pairs: list[str], tmp_path: Path) -> None:
+    argv = ["--corpus", str(tmp_path)]
+    for pair in pairs:
+        argv += ["--holdout", pair]
+    with pytest.raises(SystemExit) as refused:
+        lodo.main(argv)
+    assert refused.value.code == 2
