@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("torch")  # the train extra; the kiosk's own test environment lacks it
 
-from models.train.augment import _sample_crop  # noqa: E402
-from models.train.data import SYNTHETIC, LabelledImage  # noqa: E402
-from models.train.loop import sampling_weights  # noqa: E402
+from models.train.augment import _sample_crop
+from models.train.data import SYNTHETIC, LabelledImage
+from models.train.loop import sampling_weights
 
 
 def _marked_image(x: float, y: float, angle: float) -> LabelledImage:
