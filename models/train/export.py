@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from edge.extraction import HEAD_CHANNELS
+from models.train.manifest_file import write_manifest as write_manifest  # its old home
 from models.train.net import CELL, MinutiaeNet
 
 OPSET = 17
@@ -80,8 +79,3 @@ def manifest(
         "metrics": metrics,
     }
 
-
-def write_manifest(path: Path, content: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(tmp, path)
