@@ -23,6 +23,9 @@ MIN_PPI, MAX_PPI = 100.0, 2000.0  # the range the sensor configuration accepts
 MAX_SIDE = 4096  # pixels at model resolution: bounds the memory one extraction can take
 HEAD_CHANNELS = ("presence", "offset_x", "offset_y", "cos", "sin", "bifurcation", "foreground")
 _PRESENCE, _OFFSET_X, _OFFSET_Y, _COS, _SIN, _BIFURCATION, _FOREGROUND = range(len(HEAD_CHANNELS))
+ModelFile = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+\.onnx$")]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Precision = Literal["fp32", "int8"]
 
 
 class ModelError(Exception):
@@ -76,6 +79,17 @@ class DecodingSpec(_Strict):
     border_margin: Annotated[float, Field(ge=0)]
 
 
+class Int8Spec(BaseModel):
+    """The quantised model beside the fp32 one; how it was made is descriptive, not checked."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    file: ModelFile
+    sha256: Sha256
+    # The fp32 model it was quantised from: a retrained fp32 model makes it stale.
+    quantised_from: Sha256
+
+
 class Manifest(BaseModel):
     """``models/manifest.json``; descriptive sections (training, metrics) are not checked."""
 
@@ -83,11 +97,12 @@ class Manifest(BaseModel):
 
     name: Annotated[str, Field(min_length=1)]
     version: Annotated[str, Field(min_length=1)]
-    file: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+\.onnx$")]
-    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    file: ModelFile
+    sha256: Sha256
     input: InputSpec
     output: OutputSpec
     decoding: DecodingSpec
+    int8: Int8Spec | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,15 @@ def load_manifest(model_dir: Path) -> Manifest:
         first = exc.errors()[0] if isinstance(exc, ValidationError) else None
         where = ".".join(str(p) for p in first["loc"]) + ": " + first["msg"] if first else str(exc)
         raise ManifestError(f"malformed manifest {path}: {where}") from None
+
+
+def model_input(
+    pixels: NDArray[np.uint8], ppi: float, spec: InputSpec
+) -> tuple[NDArray[np.float32], NDArray[np.uint8]]:
+    """The NCHW tensor the model takes for an image, and the resampled image it refers to."""
+    resampled = resample(pixels, ppi, spec.target_ppi)
+    tensor = pad_to_multiple(standardise(resampled), spec.size_multiple)
+    return tensor[None, None], resampled
 
 
 def _sigmoid(values: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -158,16 +182,38 @@ def decode_heads(
 class MinutiaeExtractor:
     """A verified ONNX model and the decoding its manifest prescribes."""
 
-    def __init__(self, manifest: Manifest, session: ort.InferenceSession) -> None:
+    def __init__(
+        self, manifest: Manifest, session: ort.InferenceSession, precision: Precision = "fp32"
+    ) -> None:
         self._manifest = manifest
         self._session = session
+        self._precision = precision
 
     @classmethod
-    def load(cls, model_dir: Path | None = None, threads: int = 1) -> MinutiaeExtractor:
-        """Read the manifest, check the model's sha256, then hand those same bytes to ORT."""
+    def load(
+        cls, model_dir: Path | None = None, threads: int = 1, precision: Precision = "fp32"
+    ) -> MinutiaeExtractor:
+        """Read the manifest, check the model's sha256, then hand those same bytes to ORT.
+
+        ``precision`` picks the fp32 model or the int8 one the manifest lists beside it; both
+        share the manifest's input and decoding.
+        """
         directory = model_dir if model_dir is not None else Path(models.__file__).parent
         manifest = load_manifest(directory)
-        path = directory / manifest.file
+        file, sha256 = manifest.file, manifest.sha256
+        if precision == "int8":
+            if manifest.int8 is None:
+                raise ModelMissingError(
+                    f"{directory / MANIFEST_NAME} lists no int8 model "
+                    "(make one with python -m models.train.quantize)"
+                )
+            if manifest.int8.quantised_from != manifest.sha256:
+                raise ManifestError(
+                    f"int8 model {manifest.int8.file} was quantised from another fp32 model "
+                    f"(sha256 {manifest.int8.quantised_from}, manifest has {manifest.sha256})"
+                )
+            file, sha256 = manifest.int8.file, manifest.int8.sha256
+        path = directory / file
         try:
             model_bytes = path.read_bytes()
         except FileNotFoundError:
@@ -175,8 +221,8 @@ class MinutiaeExtractor:
         except OSError as exc:
             raise ModelMissingError(f"cannot read {path}: {exc.strerror}") from None
         digest = hashlib.sha256(model_bytes).hexdigest()
-        if digest != manifest.sha256:
-            raise ModelCorruptError(f"{path} has sha256 {digest}, manifest says {manifest.sha256}")
+        if digest != sha256:
+            raise ModelCorruptError(f"{path} has sha256 {digest}, manifest says {sha256}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = threads
@@ -190,12 +236,17 @@ class MinutiaeExtractor:
         names = [i.name for i in session.get_inputs()]
         if names != [manifest.input.name]:
             raise ManifestError(f"manifest input {manifest.input.name!r}, model has {names}")
-        return cls(manifest, session)
+        return cls(manifest, session, precision)
 
     @property
     def version(self) -> str:
-        """``name/version`` of the model, for the wire message."""
-        return f"{self._manifest.name}/{self._manifest.version}"
+        """``name/version`` of the model, ``+int8`` when quantised, for the wire message."""
+        suffix = "+int8" if self._precision == "int8" else ""
+        return f"{self._manifest.name}/{self._manifest.version}{suffix}"
+
+    @property
+    def precision(self) -> Precision:
+        return self._precision
 
     @property
     def manifest(self) -> Manifest:
@@ -209,10 +260,9 @@ class MinutiaeExtractor:
         self, pixels: NDArray[np.uint8], ppi: float
     ) -> tuple[NDArray[np.float32], NDArray[np.uint8]]:
         """Raw head outputs for an image and the resampled image they refer to."""
-        resampled = resample(pixels, ppi, self._manifest.input.target_ppi)
-        tensor = pad_to_multiple(standardise(resampled), self._manifest.input.size_multiple)
+        tensor, resampled = model_input(pixels, ppi, self._manifest.input)
         (heads,) = self._session.run(
-            [self._manifest.output.name], {self._manifest.input.name: tensor[None, None]}
+            [self._manifest.output.name], {self._manifest.input.name: tensor}
         )
         return np.asarray(heads[0], dtype=np.float32), resampled
 
