@@ -20,7 +20,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -37,12 +36,11 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 import models  # noqa: E402
-from edge.extraction import MinutiaeExtractor  # noqa: E402
+from edge.extraction import MinutiaeExtractor, ModelError  # noqa: E402
 from edge.matching import MccTemplate, compare  # noqa: E402
 from edge.minutiae import Minutia, MinutiaKind  # noqa: E402
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus  # noqa: E402
@@ -232,23 +230,13 @@ def run_extractor(
 
 
 def int8_extractor(model_dir: Path) -> tuple[MinutiaeExtractor | None, str]:
-    """The int8 model the manifest lists under ``int8: {file, sha256}``, or why there is none."""
-    fp32 = MinutiaeExtractor.load(model_dir, threads=1)
-    extra = fp32.manifest.model_extra or {}
-    entry = extra.get("int8")
-    if not isinstance(entry, dict) or "file" not in entry or "sha256" not in entry:
-        return None, "the manifest lists no int8 model (expected key int8: {file, sha256})"
+    """The int8 model the manifest lists, loaded and checked as the kiosk does, or why not."""
     try:
-        data = (model_dir / str(entry["file"])).read_bytes()
-    except OSError as exc:
-        return None, f"int8 model {entry['file']} unreadable: {exc.strerror}"
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        return None, f"int8 model {entry['file']} does not match its sha256 in the manifest"
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
-    manifest = fp32.manifest.model_copy(update={"file": entry["file"], "sha256": entry["sha256"]})
-    return MinutiaeExtractor(manifest, session), f"int8 model {entry['file']}"
+        extractor = MinutiaeExtractor.load(model_dir, threads=1, precision="int8")
+    except ModelError as exc:
+        return None, str(exc)
+    assert extractor.manifest.int8 is not None  # the loader refuses a manifest without one
+    return extractor, f"int8 model {extractor.manifest.int8.file}"
 
 
 # Run from a fresh small interpreter: a child forked straight from this (large) process would

@@ -250,14 +250,15 @@ def test_int8_is_measured_only_when_the_manifest_lists_a_matching_model(tmp_path
     assert extractor is None and "lists no int8" in reason
 
     manifest = json.loads((directory / "manifest.json").read_text())
-    manifest["int8"] = {"file": "missing.onnx", "sha256": "0" * 64}
+    source = manifest["sha256"]
+    manifest["int8"] = {"file": "missing.onnx", "sha256": "0" * 64, "quantised_from": source}
     (directory / "manifest.json").write_text(json.dumps(manifest))
     extractor, reason = bench.int8_extractor(directory)
-    assert extractor is None and "missing.onnx unreadable" in reason
+    assert extractor is None and "missing.onnx named in the manifest is missing" in reason
 
     # Any valid model file stands in for the quantised one here.
     digest = hashlib.sha256((directory / manifest["file"]).read_bytes()).hexdigest()
-    manifest["int8"] = {"file": manifest["file"], "sha256": "0" * 64}
+    manifest["int8"] = {"file": manifest["file"], "sha256": "0" * 64, "quantised_from": source}
     (directory / "manifest.json").write_text(json.dumps(manifest))
     extractor, reason = bench.int8_extractor(directory)
     assert extractor is None and "sha256" in reason
