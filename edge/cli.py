@@ -74,7 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     notifier = SystemdNotifier()
     try:
-        extractor = MinutiaeExtractor.load(settings.model.directory, threads=settings.model.threads)
+        extractor = MinutiaeExtractor.load(
+            settings.model.directory,
+            threads=settings.model.threads,
+            precision=settings.model.precision,
+        )
     except ModelError as exc:
         print(f"kiosk-edge: {exc}", file=sys.stderr)
         notifier.status(f"model error: {exc}")
@@ -117,7 +121,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if many:
         out.mkdir(parents=True, exist_ok=True)
     try:
-        extractor = MinutiaeExtractor.load(args.model_dir, threads=args.threads)
+        extractor = MinutiaeExtractor.load(
+            args.model_dir, threads=args.threads, precision=args.precision
+        )
     except ModelError as exc:
         print(f"kiosk-edge extract: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -159,7 +165,11 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
     settings = _load(args.config)
     try:
-        extractor = MinutiaeExtractor.load(settings.model.directory, threads=settings.model.threads)
+        extractor = MinutiaeExtractor.load(
+            settings.model.directory,
+            threads=settings.model.threads,
+            precision=settings.model.precision,
+        )
     except ModelError as exc:
         print(f"kiosk-edge capture: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -433,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ISO finger position code written in the record")
     p.add_argument("--model-dir", type=Path, help="model directory (default: shipped model)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                   help="the fp32 model or the int8 one its manifest lists (default fp32)")
     p.add_argument("--timings", action="store_true",
                    help="print one JSON line per image with the extraction milliseconds")
     p.set_defaults(func=cmd_extract)
