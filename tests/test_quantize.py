@@ -1,0 +1,173 @@
+"""models.train.quantize: calibrated int8 from the fp32 model, recorded in the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from int8_agreement import agreement
+from onnxruntime.quantization import CalibrationMethod
+
+import models
+from edge.extraction import MinutiaeExtractor, load_manifest
+from hil.fingers import FingerGenerator
+from models.train.data import RawImage
+from models.train.quantize import (
+    INT8_FILE,
+    Recipe,
+    calibration_tensors,
+    fp32_nodes,
+    main,
+    quantize,
+    quantize_model_dir,
+    spread_choice,
+)
+
+SHIPPED = Path(models.__file__).parent
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def _synthetic(count: int, database: str = "SYNTH", seed: int = 11) -> list[RawImage]:
+    generator = FingerGenerator(seed)
+    no_labels = np.zeros((0, 5), dtype=np.float32)
+    return [
+        RawImage(f"{100 + i}_1", database, 500.0, generator.impression_image(i, 0), no_labels)
+        for i in range(count)
+    ]
+
+
+def _fp32_copy(directory: Path) -> Path:
+    """The shipped fp32 model and its manifest, without any int8 entry."""
+    directory.mkdir()
+    content = json.loads((SHIPPED / "manifest.json").read_text())
+    content.pop("int8", None)
+    (directory / "manifest.json").write_text(json.dumps(content, indent=2) + "\n")
+    shutil.copy(SHIPPED / content["file"], directory / content["file"])
+    return directory
+
+
+@pytest.fixture(scope="module")
+def quantised(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = _fp32_copy(tmp_path_factory.mktemp("q") / "models")
+    quantize_model_dir(directory, _synthetic(4), "python -m models.train.quantize (test)")
+    return directory
+
+
+def test_the_int8_model_is_recorded_in_the_manifest_and_the_rest_is_kept(quantised: Path) -> None:
+    content = json.loads((quantised / "manifest.json").read_text())
+    entry = content.pop("int8")
+    before = json.loads((SHIPPED / "manifest.json").read_text())
+    before.pop("int8", None)
+    assert content == before
+    data = (quantised / INT8_FILE).read_bytes()
+    assert entry["file"] == INT8_FILE
+    assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert entry["quantised_from"] == before["sha256"]
+    assert (entry["format"], entry["activations"], entry["weights"]) == ("QDQ", "QUInt8", "QInt8")
+    assert entry["per_channel"] is True and entry["calibration"] == "MinMax"
+    assert entry["calibration_images"]["count"] == 4
+    assert entry["calibration_images"]["names"] == [f"SYNTH/{100 + i}_1" for i in range(4)]
+    assert entry["command"] == "python -m models.train.quantize (test)"
+    assert stat.S_IMODE((quantised / INT8_FILE).stat().st_mode) == 0o644
+
+
+def test_the_int8_model_loads_and_finds_nearly_what_fp32_finds(quantised: Path) -> None:
+    int8 = MinutiaeExtractor.load(quantised, precision="int8")
+    result = agreement(MinutiaeExtractor.load(quantised), int8)
+    assert result.nearly_same, result
+
+
+def test_quantising_again_gives_the_same_bytes(quantised: Path, tmp_path: Path) -> None:
+    manifest = load_manifest(quantised)
+    assert manifest.int8 is not None
+    tensors = calibration_tensors(_synthetic(4), manifest.input)
+    again = quantize(quantised / manifest.file, tmp_path / "again.onnx", "image", tensors)
+    assert again == manifest.int8.sha256
+
+
+def test_calibrating_on_unstandardised_pixels_is_caught_by_the_agreement_check(
+    tmp_path: Path,
+) -> None:
+    # Guards the tolerance: an int8 model calibrated on wrongly prepared images must fail it.
+    directory = _fp32_copy(tmp_path / "models")
+    raw = []
+    for image in _synthetic(4):
+        height, width = image.pixels.shape
+        padded = np.pad(image.pixels, ((0, -height % 8), (0, -width % 8))).astype(np.float32)
+        raw.append(padded[None, None])
+    manifest = load_manifest(directory)
+    quantize(directory / manifest.file, directory / INT8_FILE, manifest.input.name, raw)
+    sha256 = hashlib.sha256((directory / INT8_FILE).read_bytes()).hexdigest()
+    content = json.loads((directory / "manifest.json").read_text())
+    content["int8"] = {"file": INT8_FILE, "sha256": sha256, "quantised_from": manifest.sha256}
+    (directory / "manifest.json").write_text(json.dumps(content))
+    broken = MinutiaeExtractor.load(directory, precision="int8")
+    assert not agreement(MinutiaeExtractor.load(directory), broken).nearly_same
+
+
+def test_histogram_calibration_takes_images_of_different_sizes(tmp_path: Path) -> None:
+    generator = FingerGenerator(seed=11)
+    tensors = [
+        generator.impression_image(0, 0, 256, 288).astype(np.float32)[None, None] / 255,
+        generator.impression_image(1, 0, 320, 360).astype(np.float32)[None, None] / 255,
+    ]
+    recipe = Recipe(calibration=CalibrationMethod.Percentile)
+    quantize(SHIPPED / "minutiae.onnx", tmp_path / "p.onnx", "image", tensors, recipe)
+    onnx.checker.check_model(str(tmp_path / "p.onnx"))
+
+
+def test_quantisation_needs_calibration_images(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least one image"):
+        quantize(SHIPPED / "minutiae.onnx", tmp_path / "x.onnx", "image", [])
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_narrow_single_channel_convolutions_and_the_head_stay_fp32() -> None:
+    model = onnx.load(str(SHIPPED / "minutiae.onnx"))
+    weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    convs = {n.name: weights[n.input[1]] for n in model.graph.node if n.op_type == "Conv"}
+    head = next(n.name for n in model.graph.node if n.output[0] == model.graph.output[0].name)
+    kept = set(fp32_nodes(model, Recipe()))
+    narrow = {name for name, w in convs.items() if w[1] == 1 and w[0] < 32}
+    assert kept == narrow | {head}
+    assert len(kept) < len(convs) // 2  # most of the network runs in int8
+    assert set(fp32_nodes(model, Recipe(narrow_fp32_below=1, head_fp32=False))) == set()
+
+
+def test_calibration_images_are_spread_over_databases_and_repeat_with_the_seed() -> None:
+    pixel, no_labels = np.zeros((1, 1), np.uint8), np.zeros((0, 5), np.float32)
+    images = [
+        RawImage(f"{100 + i // 8}_{i % 8 + 1}", database, 500.0, pixel, no_labels)
+        for database in ("DB1_B", "DB2_B", "DB3_B", "DB4_B")
+        for i in range(80)
+    ]
+    chosen = spread_choice(images, 48, seed=7)
+    assert len(chosen) == 48 and len({(c.database, c.name) for c in chosen}) == 48
+    for database in ("DB1_B", "DB2_B", "DB3_B", "DB4_B"):
+        names = sorted(c.name for c in chosen if c.database == database)
+        assert len(names) == 12
+        assert len({n.split("_")[0] for n in names}) >= 8  # most of the ten fingers
+    assert spread_choice(images, 48, seed=7) == chosen
+    assert spread_choice(images, 48, seed=8) != chosen
+    assert len(spread_choice(images, 6, seed=7)) == 6
+    assert len(spread_choice(images[:3], 10, seed=7)) == 3  # cannot give more than there are
+    with pytest.raises(ValueError, match="at least one"):
+        spread_choice(images, 0, seed=7)
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="the development corpus is not here")
+def test_the_command_quantises_on_corpus_images_and_records_how(tmp_path: Path) -> None:
+    directory = _fp32_copy(tmp_path / "models")
+    args = ["--model-dir", str(directory), "--corpus", str(CORPUS), "--images", "4"]
+    assert main([*args, "--databases", "DB1_B", "DB3_B"]) == 0
+    entry = json.loads((directory / "manifest.json").read_text())["int8"]
+    assert entry["calibration_images"]["count"] == 4
+    assert {n.split("/")[0] for n in entry["calibration_images"]["names"]} == {"DB1_B", "DB3_B"}
+    assert entry["command"].endswith("--images 4 --seed 20021 --databases DB1_B DB3_B")
+    MinutiaeExtractor.load(directory, precision="int8")
