@@ -28,6 +28,7 @@ from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, best_threshold, score,
 from models.train.export import export_onnx, manifest, write_manifest
 from models.train.label_store import LabelSet, relabel
 from models.train.loop import TrainConfig, train
+from models.train.quantize import INT8_FILE, quantize_from_corpus
 from models.train.synthetic import TRUTH_FILE, synthetic_raw_images
 
 MODEL_FILE = "minutiae.onnx"
@@ -151,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"threshold {threshold}, training F1 {fit.f1:.3f}")
     for key, value in metrics.items():
         print(key, value)
+    # The int8 model goes with this fp32 one, calibrated only on the databases it trained on.
+    int8_sha256 = quantize_from_corpus(args.out, args.corpus, databases)
+    print(f"int8 model {INT8_FILE} sha256 {int8_sha256}")
 
 
 def _spread(total: int, wanted: int) -> set[int]:
