@@ -114,8 +114,8 @@ def test_calibrating_on_unstandardised_pixels_is_caught_by_the_agreement_check(
 def test_histogram_calibration_takes_images_of_different_sizes(tmp_path: Path) -> None:
     generator = FingerGenerator(seed=11)
     tensors = [
-        generator.impression_image(0, 0, 256, 288).astype(np.float32)[None, None] / 255,
-        generator.impression_image(1, 0, 320, 360).astype(np.float32)[None, None] / 255,
+        (generator.impression_image(0, 0, 256, 288)[None, None] / 255).astype(np.float32),
+        (generator.impression_image(1, 0, 320, 360)[None, None] / 255).astype(np.float32),
     ]
     recipe = Recipe(calibration=CalibrationMethod.Percentile)
     quantize(SHIPPED / "minutiae.onnx", tmp_path / "p.onnx", "image", tensors, recipe)
