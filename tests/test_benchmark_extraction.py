@@ -21,6 +21,7 @@ import models
 from edge import templates
 from edge.minutiae import Minutia
 from hil.fingers import FingerGenerator
+from models.train import verification
 from models.train.data import RawImage
 
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "extraction.py"
@@ -41,7 +42,7 @@ bench = _load()
 
 def test_the_fvc_protocol_makes_280_genuine_and_45_impostor_comparisons() -> None:
     ids = [(finger, impression) for finger in range(101, 111) for impression in range(1, 9)]
-    pairs = bench.protocol_pairs(ids)
+    pairs = verification.protocol_pairs(ids)
     assert len(pairs.genuine) == 10 * 28
     assert len(pairs.fvc_impostor) == 45
     assert len(pairs.all_impostor) == 80 * 79 // 2 - 280
@@ -53,7 +54,7 @@ def test_the_fvc_protocol_makes_280_genuine_and_45_impostor_comparisons() -> Non
 def test_error_rates_of_a_worked_example() -> None:
     genuine = np.array([0.2, 0.8, 0.9, 1.0])
     impostor = np.array([0.0, 0.1, 0.3, 0.85])
-    rates = bench.error_rates(genuine, impostor)
+    rates = verification.error_rates(genuine, impostor)
     # At 0.8 one impostor (0.85) is accepted and one genuine (0.2) rejected: 25 % each.
     assert rates.eer == pytest.approx(0.25)
     # No false match at all needs a threshold above 0.85, which rejects 0.2 and 0.8.
@@ -63,13 +64,13 @@ def test_error_rates_of_a_worked_example() -> None:
 
 
 def test_separated_scores_have_no_errors() -> None:
-    rates = bench.error_rates(np.array([0.7, 0.9]), np.array([0.1, 0.2, 0.3]))
+    rates = verification.error_rates(np.array([0.7, 0.9]), np.array([0.1, 0.2, 0.3]))
     assert (rates.eer, rates.fmr100, rates.fmr1000) == (0.0, 0.0, 0.0)
 
 
 def test_error_rates_need_both_kinds_of_score() -> None:
     with pytest.raises(ValueError, match="genuine"):
-        bench.error_rates(np.array([]), np.array([0.5]))
+        verification.error_rates(np.array([]), np.array([0.5]))
 
 
 scores = st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40).map(np.array)
@@ -80,19 +81,20 @@ scores = st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40).map(np.array)
 def test_error_rates_are_fractions_that_only_depend_on_score_order(
     genuine: np.ndarray, impostor: np.ndarray
 ) -> None:
-    rates = bench.error_rates(genuine, impostor)
+    rates = verification.error_rates(genuine, impostor)
     assert 0.0 <= rates.eer <= 1.0
     assert 0.0 <= rates.fmr100 <= rates.fmr1000 <= 1.0
-    _, ranks = np.unique(np.concatenate([genuine, impostor]), return_inverse=True)
-    ranked = bench.error_rates(ranks[: len(genuine)] * 1.0, ranks[len(genuine) :] * 1.0)
+    _, order = np.unique(np.concatenate([genuine, impostor]), return_inverse=True)
+    ranks = order.astype(np.float64)
+    ranked = verification.error_rates(ranks[: len(genuine)], ranks[len(genuine) :])
     assert ranked == rates
-    fmr, fnmr = bench.det_points(genuine, impostor)
+    fmr, fnmr = verification.det_points(genuine, impostor)
     assert (np.diff(fmr) <= 0).all() and (np.diff(fnmr) >= 0).all()
     assert (fmr[-1], fnmr[-1]) == (0.0, 1.0)
 
 
 def test_det_plot_is_a_png_with_a_panel_per_title(tmp_path: Path) -> None:
-    fmr, fnmr = bench.det_points(np.array([0.5, 0.8, 0.9]), np.array([0.0, 0.6, 0.1]))
+    fmr, fnmr = verification.det_points(np.array([0.5, 0.8, 0.9]), np.array([0.0, 0.6, 0.1]))
     path = tmp_path / "det.png"
     bench.draw_det({"left": {"DB1_B": (fmr, fnmr)}, "right": {"DB1_B": (fmr, fnmr)}}, path)
     with Image.open(path) as image:
@@ -209,7 +211,9 @@ def test_a_baseline_is_compared_with_the_project_extractor_on_the_same_images(
     halves = [found[: len(found) // 2] for found in truth]
     own = bench.Extracted(truth, [2.0] * len(truth))
     baseline = bench.Extracted(halves, [200.0] * len(truth))
-    pairs = bench.protocol_pairs([bench.finger_and_impression(i.name) for i in synthetic_database])
+    pairs = verification.protocol_pairs(
+        [bench.finger_and_impression(i.name) for i in synthetic_database]
+    )
     record, curve = bench.compare_baseline(synthetic_database, baseline, own, pairs)
     assert record["minutiae"]["recall"] == pytest.approx(0.5, abs=0.05)
     assert record["minutiae"]["precision"] == 1.0

@@ -1,0 +1,158 @@
+"""Verification error rates under the FVC protocol: which pairs to compare, EER, FMR100, FMR1000.
+
+Shared by the training command (it picks the decoding threshold that matches fingers best) and
+the extraction benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.extraction import MinutiaeExtractor
+from edge.matching import MccTemplate, compare
+from edge.minutiae import Minutia, MinutiaKind
+from models.train.data import RawImage
+from models.train.evaluate import label_angles, with_threshold
+
+PROTOCOLS = ("fvc", "all_impostors")
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Index pairs into one database's images."""
+
+    genuine: list[tuple[int, int]]
+    fvc_impostor: list[tuple[int, int]]  # first impressions of different fingers
+    all_impostor: list[tuple[int, int]]  # every impression pair of different fingers
+
+
+def protocol_pairs(ids: Sequence[tuple[int, int]]) -> Pairs:
+    """Comparison pairs for images identified by (finger, impression), FVC "B" style."""
+    genuine: list[tuple[int, int]] = []
+    all_impostor: list[tuple[int, int]] = []
+    for i in range(len(ids)):
+        for j in range(i + 1, len(ids)):
+            (genuine if ids[i][0] == ids[j][0] else all_impostor).append((i, j))
+    first: dict[int, int] = {}
+    for index, (finger, impression) in enumerate(ids):
+        if finger not in first or impression < ids[first[finger]][1]:
+            first[finger] = index
+    firsts = sorted(first.values(), key=lambda index: ids[index][0])
+    fvc_impostor = [(a, b) for n, a in enumerate(firsts) for b in firsts[n + 1 :]]
+    return Pairs(genuine, fvc_impostor, all_impostor)
+
+
+@dataclass(frozen=True)
+class ErrorRates:
+    """Fractions in [0, 1]; a comparison matches when its score is at least the threshold."""
+
+    eer: float
+    fmr100: float  # lowest FNMR with FMR <= 1 %
+    fmr1000: float  # lowest FNMR with FMR <= 0.1 %
+
+    def as_percent(self) -> dict[str, float]:
+        return {k: round(100 * v, 3) for k, v in vars(self).items()}
+
+
+def det_points(
+    genuine: NDArray[np.float64], impostor: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """FMR and FNMR at every distinct score and above the highest, thresholds ascending."""
+    if len(genuine) == 0 or len(impostor) == 0:
+        raise ValueError("need at least one genuine and one impostor score")
+    thresholds = np.append(np.unique(np.concatenate([genuine, impostor])), np.inf)
+    impostor_sorted, genuine_sorted = np.sort(impostor), np.sort(genuine)
+    fmr = 1.0 - np.searchsorted(impostor_sorted, thresholds, "left") / len(impostor)
+    fnmr = np.searchsorted(genuine_sorted, thresholds, "left") / len(genuine)
+    return fmr.astype(np.float64), fnmr.astype(np.float64)
+
+
+def error_rates(genuine: NDArray[np.float64], impostor: NDArray[np.float64]) -> ErrorRates:
+    """EER as FVC defines it (middle of the crossing interval), FMR100 and FMR1000."""
+    fmr, fnmr = det_points(genuine, impostor)
+    t1 = int(np.flatnonzero(fnmr <= fmr).max())
+    t2 = int(np.flatnonzero(fnmr >= fmr).min())
+    if fnmr[t1] + fmr[t1] <= fnmr[t2] + fmr[t2]:
+        low, high = fnmr[t1], fmr[t1]
+    else:
+        low, high = fmr[t2], fnmr[t2]
+    return ErrorRates(
+        eer=float((low + high) / 2),
+        fmr100=float(fnmr[fmr <= 0.01].min()),
+        fmr1000=float(fnmr[fmr <= 0.001].min()),
+    )
+
+
+def scores(
+    templates: Sequence[MccTemplate], pairs: Iterable[tuple[int, int]]
+) -> NDArray[np.float64]:
+    return np.array([compare(templates[i], templates[j]) for i, j in pairs], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Error rates of one set of templates under both impostor protocols, and its DET curve."""
+
+    rates: dict[str, ErrorRates]
+    det: tuple[NDArray[np.float64], NDArray[np.float64]]  # all cross-finger impostors
+
+
+def verify(templates: Sequence[MccTemplate], pairs: Pairs) -> Verification:
+    genuine = scores(templates, pairs.genuine)
+    fvc = scores(templates, pairs.fvc_impostor)
+    everyone = scores(templates, pairs.all_impostor)
+    return Verification(
+        {"fvc": error_rates(genuine, fvc), "all_impostors": error_rates(genuine, everyone)},
+        det_points(genuine, everyone),
+    )
+
+
+def finger_and_impression(name: str) -> tuple[int, int]:
+    """``NNN_M`` -> (NNN, M)."""
+    finger, _, impression = name.partition("_")
+    return int(finger), int(impression)
+
+
+def label_minutiae(raw: RawImage) -> list[Minutia]:
+    """The corpus template's minutiae in the image's own pixels."""
+    angles = label_angles(raw.minutiae)
+    return [
+        Minutia(float(r[0]), float(r[1]), float(a), MinutiaKind(int(r[4])), 0)
+        for r, a in zip(raw.minutiae, angles, strict=True)
+    ]
+
+
+def database_error_rates(
+    images: Sequence[RawImage], found: Sequence[list[Minutia]]
+) -> dict[str, ErrorRates]:
+    """Both protocols' error rates for one database's images and the minutiae found in them."""
+    pairs = protocol_pairs([finger_and_impression(i.name) for i in images])
+    templates = [MccTemplate.build(f, i.ppi) for f, i in zip(found, images, strict=True)]
+    return verify(templates, pairs).rates
+
+
+def matching_threshold(
+    extractor: MinutiaeExtractor, images: Sequence[RawImage], candidates: Sequence[float]
+) -> tuple[float, dict[float, float]]:
+    """The presence threshold whose templates verify best: lowest EER averaged over databases.
+
+    All cross-finger impostor pairs; ties go to the higher threshold (fewer minutiae).
+    Returns the choice and each candidate's mean EER.
+    """
+    databases: dict[str, list[RawImage]] = {}
+    for image in images:
+        databases.setdefault(image.database, []).append(image)
+    mean_eer: dict[float, float] = {}
+    for threshold in candidates:
+        tuned = with_threshold(extractor, threshold)
+        rates = [
+            database_error_rates(group, [tuned.extract(i.pixels, i.ppi) for i in group])
+            for group in databases.values()
+        ]
+        mean_eer[threshold] = float(np.mean([r["all_impostors"].eer for r in rates]))
+    best = min(mean_eer, key=lambda t: (mean_eer[t], -t))
+    return best, mean_eer
