@@ -13,25 +13,32 @@ templates verify best (MCC) on the training databases.
 
 from __future__ import annotations
 
-import argparse
-import json
-import shlex
-import sys
-from dataclasses import asdict
-from pathlib import Path
+import os
 
-import numpy as np
-import torch
+# One thread everywhere (torch is told below): a BLAS thread pool in each of several training
+# processes oversubscribes a small machine during the matcher-heavy threshold search.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
-from edge.extraction import MinutiaeExtractor
-from models.train.data import DATABASE_PPI, load_raw_corpus, to_target_ppi
-from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, score, with_threshold
-from models.train.export import export_onnx, manifest, write_manifest
-from models.train.label_store import LabelSet, relabel
-from models.train.loop import TrainConfig, train
-from models.train.quantize import INT8_FILE, quantize_from_corpus
-from models.train.synthetic import TRUTH_FILE, synthetic_raw_images
-from models.train.verification import matching_threshold
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
+from dataclasses import asdict  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from edge.extraction import MinutiaeExtractor  # noqa: E402
+from models.train.data import DATABASE_PPI, load_raw_corpus, to_target_ppi  # noqa: E402
+from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, score, with_threshold  # noqa: E402
+from models.train.export import export_onnx, manifest, write_manifest  # noqa: E402
+from models.train.label_store import LabelSet, relabel  # noqa: E402
+from models.train.loop import TrainConfig, train  # noqa: E402
+from models.train.quantize import INT8_FILE, quantize_from_corpus  # noqa: E402
+from models.train.synthetic import TRUTH_FILE, synthetic_raw_images  # noqa: E402
+from models.train.verification import matching_threshold  # noqa: E402
 
 MODEL_FILE = "minutiae.onnx"
 LABELS = Path(__file__).parent / "labels"
