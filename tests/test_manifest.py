@@ -57,4 +57,4 @@ def test_manifest_records_how_the_model_was_made_and_measured(manifest: Manifest
 
 def test_model_card_ships_beside_the_model() -> None:
     card = (SHIPPED / "MODEL_CARD.md").read_text()
-    assert "Held-out" in card and "Limitations" in card
+    assert "Leave-one-database-out" in card and "Limitations" in card
