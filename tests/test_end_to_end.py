@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from edge.outbox import Outbox
+from edge.outbox import Outbox, RowState
 from edge.templates import iso19794_2_2005
 from hil.appliance import Appliance, Delivered
 from hil.fingers import FingerGenerator
@@ -66,7 +66,7 @@ def assert_hub_has_each_finger_once(app: Appliance, booking: str, fingers: list[
         assert len(record.views[0].minutiae) >= 8
 
 
-def outbox_counts(app: Appliance) -> dict[str, int]:
+def outbox_counts(app: Appliance) -> dict[RowState, int]:
     outbox = Outbox(app.state_dir / "outbox.sqlite3")
     try:
         return outbox.counts()

@@ -14,7 +14,8 @@ CONFIG = QualityConfig()
 def ridges(height: int = 288, width: int = 256, amplitude: float = 100.0) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width]
     wave = np.sin(2 * np.pi * (xx * 0.8 + yy * 0.6) / 9.0)
-    return np.clip(128 + amplitude * wave, 0, 255).astype(np.uint8)
+    pixels: np.ndarray = np.clip(128 + amplitude * wave, 0, 255).astype(np.uint8)
+    return pixels
 
 
 def test_a_full_clear_print_passes_with_a_high_score() -> None:
