@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from miniature_corpus import write_miniature_corpus
 from PIL import Image
 
 import models
-from edge import templates
 from edge.minutiae import Minutia
 from hil.fingers import FingerGenerator
 from models.train import verification
@@ -284,24 +284,7 @@ def test_peak_rss_is_measured_on_a_real_kiosk_edge_extract(tmp_path: Path) -> No
 
 def test_the_benchmark_command_writes_json_markdown_and_a_det_plot(tmp_path: Path) -> None:
     """A miniature corpus laid out like the real one: images with ISO templates beside them."""
-    folder = tmp_path / "corpus" / "fvc2002" / "DB1_B"
-    folder.mkdir(parents=True)
-    generator = FingerGenerator(seed=9)
-    for finger in range(3):
-        for impression in range(2):
-            shot = generator.impression(finger, impression, width=288, height=384)
-            stem = folder / f"{101 + finger}_{impression + 1}"
-            Image.fromarray(shot.image).save(stem.with_suffix(".tif"))
-            record = templates.minutiae_to_iso2005(
-                shot.minutiae,
-                width=288,
-                height=384,
-                ppi=500.0,
-                finger_position=0,
-                impression_type=0,
-                quality=0,
-            )
-            stem.with_suffix(".iso").write_bytes(record)
+    write_miniature_corpus(tmp_path / "corpus", ["DB1_B"], seed=9)
     out = tmp_path / "out"
     argv = ["--corpus", str(tmp_path / "corpus"), "--databases", "DB1_B", "--out", str(out)]
     assert bench.main([*argv, "--afis"]) == 0

@@ -6,40 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from miniature_corpus import write_miniature_corpus
 
 import models
 from benchmarks import lodo
-from edge import templates
-from hil.fingers import FingerGenerator
-
-
-def _miniature_corpus(root: Path, databases: list[str]) -> Path:
-    """Images with ISO templates beside them, laid out like the real corpus."""
-    generator = FingerGenerator(seed=11)
-    for n, database in enumerate(databases):
-        folder = root / "fvc2002" / database
-        folder.mkdir(parents=True)
-        for finger in range(3):
-            for impression in range(2):
-                shot = generator.impression(10 * n + finger, impression, width=288, height=384)
-                stem = folder / f"{101 + finger}_{impression + 1}"
-                Image.fromarray(shot.image).save(stem.with_suffix(".tif"))
-                record = templates.minutiae_to_iso2005(
-                    shot.minutiae,
-                    width=288,
-                    height=384,
-                    ppi=500.0,
-                    finger_position=0,
-                    impression_type=0,
-                    quality=0,
-                )
-                stem.with_suffix(".iso").write_bytes(record)
-    return root
 
 
 def test_each_held_out_database_gets_a_row_and_the_mean_averages_them(tmp_path: Path) -> None:
-    corpus = _miniature_corpus(tmp_path / "corpus", ["DB1_B", "DB3_B"])
+    corpus = write_miniature_corpus(tmp_path / "corpus", ["DB1_B", "DB3_B"], seed=11)
     shipped = Path(models.__file__).parent
     out = tmp_path / "out"
     argv = ["--corpus", str(corpus), "--out", str(out)]
