@@ -108,14 +108,6 @@ def with_threshold(extractor: MinutiaeExtractor, threshold: float) -> MinutiaeEx
     return MinutiaeExtractor(manifest.model_copy(update={"decoding": decoding}), extractor.session)
 
 
-def best_threshold(
-    extractor: MinutiaeExtractor, images: list[RawImage], candidates: list[float]
-) -> tuple[float, Score]:
-    """The presence threshold with the highest overall F1 on ``images``."""
-    results = [(t, score(with_threshold(extractor, t), images)["all"]) for t in candidates]
-    return max(results, key=lambda r: r[1].f1)
-
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m models.train.evaluate --model models/ --corpus ../shared/corpus DB4_B``."""
     parser = argparse.ArgumentParser(prog="python -m models.train.evaluate")
