@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from edge.extraction import MinutiaeExtractor  # noqa: E402
+from models.train.augment import AUGMENTATIONS  # noqa: E402
 from models.train.data import DATABASE_PPI, load_raw_corpus, to_target_ppi  # noqa: E402
 from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, score, with_threshold  # noqa: E402
 from models.train.export import export_onnx, manifest, write_manifest  # noqa: E402
@@ -76,11 +77,21 @@ def main(argv: list[str] | None = None) -> None:
         "--synthetic", type=int, default=0, help="synthetic impressions to mix in (0: none)"
     )
     parser.add_argument("--synthetic-fraction", type=float, default=0.3)
+    parser.add_argument("--augmentation", choices=AUGMENTATIONS, default="basic")
+    parser.add_argument(
+        "--device", default="auto", help="torch device to train on (auto: cuda when present)"
+    )
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument(
         "--held-out-report",
         type=Path,
         help="manifest.json of a --holdout run, copied into this manifest's metrics",
+    )
+    parser.add_argument(
+        "--no-export",
+        action="store_true",
+        help="stop once the checkpoint is trained (say, on a GPU box); the same command without "
+        "it exports and tunes from the finished checkpoint",
     )
     parser.add_argument("--checkpoints", type=Path, default=Path(__file__).parent / "checkpoints")
     args = parser.parse_args(argv)
@@ -107,12 +118,19 @@ def main(argv: list[str] | None = None) -> None:
         labels=args.labels,
         synthetic_images=args.synthetic,
         synthetic_fraction=args.synthetic_fraction if args.synthetic else 0.0,
+        augmentation=args.augmentation,
     )
     run = (
-        f"{args.holdout or 'all'}-{args.labels}-syn{args.synthetic}-w{args.width}"
-        f"-s{args.steps}-seed{args.seed}"
+        f"{args.holdout or 'all'}-{args.labels}-syn{args.synthetic}-{args.augmentation}"
+        f"-w{args.width}-b{args.batch_size}-s{args.steps}-seed{args.seed}"
     )
-    model = train([to_target_ppi(r) for r in taught], config, args.checkpoints / f"{run}.pt")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    labelled = [to_target_ppi(r) for r in taught]
+    model = train(labelled, config, args.checkpoints / f"{run}.pt", device)
+    if args.no_export:
+        return
 
     sha256 = export_onnx(model, args.out / MODEL_FILE)
     parameters = sum(p.numel() for p in model.parameters())

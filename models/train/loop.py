@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from models.train.augment import Batch, make_batch
+from models.train.augment import Augmentation, Batch, ImageBank, make_batch
 from models.train.data import SYNTHETIC, LabelledImage
 from models.train.net import MinutiaeNet
 
@@ -32,28 +32,34 @@ class TrainConfig:
     labels: str  # where the real images' minutiae come from: "corpus" or "leader"
     synthetic_images: int  # synthetic impressions mixed in (0: none)
     synthetic_fraction: float  # share of each batch drawn from them
+    augmentation: Augmentation  # "basic": pose, contrast, noise; "strong": other sensors' looks
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over ``mask`` (0 when it is empty), without the host sync boolean indexing costs."""
+    weight = mask.to(values.dtype)
+    return (values * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 def losses(heads: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-    presence_logit = heads[:, 0]
-    positive = batch.presence > 0
-    pos_weight = torch.tensor(PRESENCE_POS_WEIGHT)
-    parts = {
+    positive = (batch.presence > 0)[:, None].expand(-1, 2, -1, -1)
+    typed = batch.bifurcation >= 0
+    offset_error = (torch.sigmoid(heads[:, 1:3]) - batch.offsets).abs()
+    direction_error = (heads[:, 3:5] - batch.direction) ** 2
+    type_loss = F.binary_cross_entropy_with_logits(
+        heads[:, 5], batch.bifurcation.clamp_min(0), reduction="none"
+    )
+    return {
         "presence": F.binary_cross_entropy_with_logits(
-            presence_logit, batch.presence, pos_weight=pos_weight
+            heads[:, 0],
+            batch.presence,
+            pos_weight=torch.tensor(PRESENCE_POS_WEIGHT, device=heads.device),
         ),
         "foreground": F.binary_cross_entropy_with_logits(heads[:, 6], batch.foreground),
+        "offset": _masked_mean(offset_error, positive),
+        "direction": _masked_mean(direction_error, positive),
+        "type": _masked_mean(type_loss, typed),
     }
-    mask = positive[:, None].expand(-1, 2, -1, -1)
-    if positive.any():
-        parts["offset"] = F.l1_loss(torch.sigmoid(heads[:, 1:3])[mask], batch.offsets[mask])
-        parts["direction"] = F.mse_loss(heads[:, 3:5][mask], batch.direction[mask])
-    typed = batch.bifurcation >= 0
-    if typed.any():
-        parts["type"] = F.binary_cross_entropy_with_logits(
-            heads[:, 5][typed], batch.bifurcation[typed]
-        )
-    return parts
 
 
 LOSS_WEIGHTS = {"presence": 1.0, "foreground": 0.5, "offset": 2.0, "direction": 1.0, "type": 0.5}
@@ -75,42 +81,54 @@ def sampling_weights(images: list[LabelledImage], synthetic_fraction: float) -> 
     )
 
 
-def train(images: list[LabelledImage], config: TrainConfig, checkpoint: Path) -> MinutiaeNet:
-    """Train (resuming from ``checkpoint`` when it was written by the same config)."""
-    weights = sampling_weights(images, config.synthetic_fraction)
+def train(
+    images: list[LabelledImage],
+    config: TrainConfig,
+    checkpoint: Path,
+    device: torch.device | str = "cpu",
+) -> MinutiaeNet:
+    """Train on ``device`` (resuming from ``checkpoint`` when the same config wrote it).
+
+    The device is not part of the config: a run resumes anywhere, though CPU and GPU arithmetic
+    differ, so only the same device reproduces a run bit for bit.
+    """
+    device = torch.device(device)
+    bank = ImageBank.build(images, sampling_weights(images, config.synthetic_fraction), device)
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    model = MinutiaeNet(config.width)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed)
+    model = MinutiaeNet(config.width).to(device)
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     start = 0
     if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, weights_only=False, map_location=device)
         if state["config"] == asdict(config):
             model.load_state_dict(state["model"])
             optimiser.load_state_dict(state["optimiser"])
-            rng.bit_generator.state = state["rng"]
-            torch.set_rng_state(state["torch_rng"])
+            if state.get("generator_device") == device.type:
+                generator.set_state(state["generator"].cpu())
+            else:  # another device's stream cannot be carried over; start a fresh one
+                generator.manual_seed(config.seed + state["step"])
             start = state["step"]
         else:
             tqdm.write(f"ignoring {checkpoint}: written by a different configuration")
     model.train()
     progress = tqdm(range(start, config.steps), initial=start, total=config.steps, mininterval=30)
-    running: dict[str, float] = {}
+    running: dict[str, torch.Tensor] = {}
     for step in progress:
         for group in optimiser.param_groups:
             group["lr"] = _learning_rate(config, step)
-        batch = make_batch(images, config.batch_size, config.crop, rng, weights)
+        batch = make_batch(bank, config.batch_size, config.crop, generator, config.augmentation)
         heads = model(batch.images.contiguous(memory_format=torch.channels_last))
         parts = losses(heads, batch)
         total = sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
         optimiser.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[union-attr]
         optimiser.step()
-        for k, v in parts.items():
-            value = v.item()
-            running[k] = 0.98 * running.get(k, value) + 0.02 * value
-        progress.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
+        with torch.no_grad():  # kept on the device: reading a value each step would stall a GPU
+            for k, v in parts.items():
+                running[k] = 0.98 * running.get(k, v) + 0.02 * v
         if (step + 1) % 250 == 0 or step + 1 == config.steps:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             torch.save(
@@ -118,13 +136,15 @@ def train(images: list[LabelledImage], config: TrainConfig, checkpoint: Path) ->
                     "config": asdict(config),
                     "model": model.state_dict(),
                     "optimiser": optimiser.state_dict(),
-                    "rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(),
+                    "generator": generator.get_state(),
+                    "generator_device": device.type,
                     "step": step + 1,
                 },
                 checkpoint.with_suffix(".tmp"),
             )
             checkpoint.with_suffix(".tmp").replace(checkpoint)
-            tqdm.write(f"step {step + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in running.items()))
+            summary = {k: float(v) for k, v in running.items()}
+            progress.set_postfix({k: f"{v:.3f}" for k, v in summary.items()}, refresh=False)
+            tqdm.write(f"step {step + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in summary.items()))
     model.eval()
-    return model
+    return model.cpu()
