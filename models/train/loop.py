@@ -36,36 +36,52 @@ class TrainConfig:
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over ``mask`` (0 when it is empty), without the host sync boolean indexing costs."""
-    weight = mask.to(values.dtype)
-    return (values * weight).sum() / weight.sum().clamp_min(1.0)
+    """Mean over ``mask`` per network (dim 0), 0 where it is empty; no host sync."""
+    weight = mask.to(values.dtype).flatten(1)
+    total = (values.flatten(1) * weight).sum(dim=1)
+    return total / weight.sum(dim=1).clamp_min(1.0)
 
 
-def losses(heads: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+def losses(heads: torch.Tensor, batch: Batch, models: int = 1) -> dict[str, torch.Tensor]:
+    """Each loss per network, shape ``models``.
+
+    ``heads`` is N x 7m x G x G from a grouped net (:class:`MinutiaeNet` with ``models``=m)
+    and the batch holds network 0's N crops, then network 1's, and so on.
+    """
+    n = heads.shape[0]
+    cells = heads.shape[2:]
+    heads = heads.reshape(n, models, -1, *cells).transpose(0, 1).flatten(0, 1)  # mN x 7 x G x G
+
+    def split(values: torch.Tensor) -> torch.Tensor:
+        return values.reshape(models, n, *values.shape[1:])
+
+    everywhere = torch.ones_like(batch.presence, dtype=torch.bool)
     positive = (batch.presence > 0)[:, None].expand(-1, 2, -1, -1)
-    typed = batch.bifurcation >= 0
+    presence = F.binary_cross_entropy_with_logits(
+        heads[:, 0],
+        batch.presence,
+        pos_weight=torch.tensor(PRESENCE_POS_WEIGHT, device=heads.device),
+        reduction="none",
+    )
+    foreground = F.binary_cross_entropy_with_logits(heads[:, 6], batch.foreground, reduction="none")
     offset_error = (torch.sigmoid(heads[:, 1:3]) - batch.offsets).abs()
     direction_error = (heads[:, 3:5] - batch.direction) ** 2
     type_loss = F.binary_cross_entropy_with_logits(
         heads[:, 5], batch.bifurcation.clamp_min(0), reduction="none"
     )
     return {
-        "presence": F.binary_cross_entropy_with_logits(
-            heads[:, 0],
-            batch.presence,
-            pos_weight=torch.tensor(PRESENCE_POS_WEIGHT, device=heads.device),
-        ),
-        "foreground": F.binary_cross_entropy_with_logits(heads[:, 6], batch.foreground),
-        "offset": _masked_mean(offset_error, positive),
-        "direction": _masked_mean(direction_error, positive),
-        "type": _masked_mean(type_loss, typed),
+        "presence": _masked_mean(split(presence), split(everywhere)),
+        "foreground": _masked_mean(split(foreground), split(everywhere)),
+        "offset": _masked_mean(split(offset_error), split(positive)),
+        "direction": _masked_mean(split(direction_error), split(positive)),
+        "type": _masked_mean(split(type_loss), split(batch.bifurcation >= 0)),
     }
 
 
 LOSS_WEIGHTS = {"presence": 1.0, "foreground": 0.5, "offset": 2.0, "direction": 1.0, "type": 0.5}
 
 
-def _learning_rate(config: TrainConfig, step: int) -> float:
+def learning_rate_at(config: TrainConfig, step: int) -> float:
     warm = min(1.0, (step + 1) / WARMUP_STEPS)
     return config.learning_rate * warm * 0.5 * (1 + math.cos(math.pi * step / config.steps))
 
@@ -118,10 +134,10 @@ def train(
     running: dict[str, torch.Tensor] = {}
     for step in progress:
         for group in optimiser.param_groups:
-            group["lr"] = _learning_rate(config, step)
+            group["lr"] = learning_rate_at(config, step)
         batch = make_batch(bank, config.batch_size, config.crop, generator, config.augmentation)
         heads = model(batch.images.contiguous(memory_format=torch.channels_last))
-        parts = losses(heads, batch)
+        parts = {k: v[0] for k, v in losses(heads, batch).items()}
         total = sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
         optimiser.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[union-attr]

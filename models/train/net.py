@@ -29,12 +29,18 @@ def conv_bn_relu(
 
 
 class Separable(nn.Module):
-    """Depthwise 3x3 then pointwise 1x1; residual when the shape is kept."""
+    """Depthwise 3x3 then pointwise 1x1; residual when the shape is kept.
 
-    def __init__(self, c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> None:
+    With ``models`` > 1 it is that many independent copies side by side (grouped convolutions).
+    """
+
+    def __init__(
+        self, c_in: int, c_out: int, stride: int = 1, dilation: int = 1, models: int = 1
+    ) -> None:
         super().__init__()
-        self.depthwise = conv_bn_relu(c_in, c_in, 3, stride, groups=c_in, dilation=dilation)
-        self.pointwise = conv_bn_relu(c_in, c_out, 1)
+        m = models
+        self.depthwise = conv_bn_relu(m * c_in, m * c_in, 3, stride, m * c_in, dilation)
+        self.pointwise = conv_bn_relu(m * c_in, m * c_out, 1, groups=m)
         self.residual = stride == 1 and c_in == c_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,24 +52,28 @@ class MinutiaeNet(nn.Module):
     """1x1xHxW standardised image -> 1x7x(H/8)x(W/8) head, H and W multiples of 8.
 
     Dilated blocks at 1/8 resolution give a receptive field of about 170 px, enough to see
-    ridge flow around a minutia at 500 ppi.
+    ridge flow around a minutia at 500 ppi. ``models`` > 1 stacks that many independent networks
+    as groups (input channel k and output channels 7k..7k+6 are network k), so one pass trains
+    them all; :func:`models.train.grouped.split` takes them apart.
     """
 
-    def __init__(self, width: int = 64) -> None:
+    def __init__(self, width: int = 64, models: int = 1) -> None:
         super().__init__()
+        m = models
+        self.models = models
         self.features = nn.Sequential(
-            conv_bn_relu(1, 16, 3, stride=2),
-            Separable(16, 24, stride=2),
-            Separable(24, 24),
-            Separable(24, 48, stride=2),
-            Separable(48, width),
-            Separable(width, width, dilation=2),
-            Separable(width, width, dilation=4),
-            Separable(width, width, dilation=2),
-            Separable(width, width),
-            conv_bn_relu(width, width, 1),
+            conv_bn_relu(m, m * 16, 3, stride=2, groups=m),
+            Separable(16, 24, stride=2, models=m),
+            Separable(24, 24, models=m),
+            Separable(24, 48, stride=2, models=m),
+            Separable(48, width, models=m),
+            Separable(width, width, dilation=2, models=m),
+            Separable(width, width, dilation=4, models=m),
+            Separable(width, width, dilation=2, models=m),
+            Separable(width, width, models=m),
+            conv_bn_relu(m * width, m * width, 1, groups=m),
         )
-        self.head = nn.Conv2d(width, HEAD_CHANNELS, 1)
+        self.head = nn.Conv2d(m * width, m * HEAD_CHANNELS, 1, groups=m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.head(self.features(x))

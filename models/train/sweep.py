@@ -1,0 +1,70 @@
+"""``python -m models.train.sweep --run DB3_B:corpus --run all:leader ...``: train runs together.
+
+Every run shares the recipe options (steps, batch, width, augmentation...) and differs in the
+database it holds out (``all``: none) and its label source. The runs train as one grouped
+network (:mod:`models.train.grouped`), which keeps a GPU busy where one small run cannot, and
+each writes the checkpoint ``python -m models.train`` with the same options would. That command,
+run afterwards (on any machine), finds the finished checkpoint and only exports and tunes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+import torch
+
+from models.train.data import DATABASE_PPI
+from models.train.grouped import train_together
+from models.train.recipe import LABEL_SOURCES, add_recipe_arguments, device, prepare
+
+ALL = "all"
+
+
+def parse_run(text: str) -> tuple[str | None, str]:
+    """``DB3_B:corpus`` -> ("DB3_B", "corpus"); ``all:leader`` -> (None, "leader")."""
+    holdout, _, labels = text.partition(":")
+    labels = labels or "corpus"
+    if holdout != ALL and holdout not in DATABASE_PPI:
+        choices = ", ".join([ALL, *sorted(DATABASE_PPI)])
+        raise argparse.ArgumentTypeError(f"held-out database {holdout!r} is not one of {choices}")
+    if labels not in LABEL_SOURCES:
+        choices = ", ".join(sorted(LABEL_SOURCES))
+        raise argparse.ArgumentTypeError(f"label source {labels!r} is not one of {choices}")
+    return (None if holdout == ALL else holdout), labels
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m models.train.sweep", description=__doc__)
+    add_recipe_arguments(parser)
+    parser.add_argument(
+        "--run",
+        type=parse_run,
+        action="append",
+        required=True,
+        metavar="HOLDOUT:LABELS",
+        help="a run: the database it holds out (or 'all') and its labels (default corpus)",
+    )
+    args = parser.parse_args(argv)
+    if len(set(args.run)) != len(args.run):
+        parser.error("the same run is named twice")
+    torch.set_num_threads(1)
+    runs = [prepare(args, holdout, labels) for holdout, labels in args.run]
+    train_together([(r.images, r.config, r.checkpoint) for r in runs], device(args.device))
+    shared = [
+        f"--{name.replace('_', '-')}={getattr(args, name)}"
+        for name in ("steps", "batch_size", "crop", "learning_rate", "width", "seed", "synthetic")
+    ]
+    shared += [f"--augmentation={args.augmentation}"]
+    if args.synthetic:
+        shared += [f"--synthetic-fraction={args.synthetic_fraction}"]
+    print("export and tune each run with:")
+    for holdout, labels in args.run:
+        where = f"runs/{holdout or ALL}-{labels}"
+        options = ["--corpus", str(args.corpus), "--out", where, "--labels", labels]
+        options += ["--holdout", holdout] if holdout else []
+        print("  python -m models.train " + shlex.join(options + shared))
+
+
+if __name__ == "__main__":
+    main()

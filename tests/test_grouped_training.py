@@ -1,0 +1,162 @@
+"""Runs trained together as one grouped network train exactly as they would alone."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")  # the train extra; the kiosk's own test environment lacks it
+
+import torch
+
+from models.train.augment import Batch
+from models.train.data import LabelledImage
+from models.train.grouped import join, split, train_together
+from models.train.loop import LOSS_WEIGHTS, TrainConfig, losses, train
+from models.train.net import MinutiaeNet
+from models.train.sweep import parse_run
+
+WIDTH = 8
+
+
+def _nets(count: int) -> list[MinutiaeNet]:
+    nets = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        nets.append(MinutiaeNet(WIDTH))
+    return nets
+
+
+def _batch(n: int, cells: int, seed: int) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    presence = (torch.rand(n, cells, cells, generator=g) < 0.2).float()
+    return Batch(
+        torch.randn(n, 1, 8 * cells, 8 * cells, generator=g),
+        presence,
+        torch.rand(n, 2, cells, cells, generator=g),
+        torch.randn(n, 2, cells, cells, generator=g),
+        torch.randint(-1, 2, (n, cells, cells), generator=g).float(),
+        (torch.rand(n, cells, cells, generator=g) < 0.7).float(),
+    )
+
+
+def _rows(batch: Batch, start: int, stop: int) -> Batch:
+    return Batch(*(getattr(batch, f)[start:stop] for f in Batch.__dataclass_fields__))
+
+
+def test_splitting_a_joined_state_gives_back_each_network() -> None:
+    nets = _nets(3)
+    states = [net.state_dict() for net in nets]
+    for original, back in zip(states, split(join(states), 3), strict=True):
+        assert original.keys() == back.keys()
+        for key in original:
+            assert torch.equal(original[key], back[key]), key
+
+
+def test_each_group_computes_what_its_network_computes_alone() -> None:
+    nets = _nets(2)
+    grouped = MinutiaeNet(WIDTH, models=2)
+    grouped.load_state_dict(join([net.state_dict() for net in nets]))
+    x = torch.randn(3, 2, 32, 40)
+    for net in (*nets, grouped):
+        net.eval()
+    out = grouped(x).reshape(3, 2, 7, 4, 5)
+    for k, net in enumerate(nets):
+        assert torch.allclose(out[:, k], net(x[:, k : k + 1]), atol=1e-5)
+
+
+def test_the_gradients_together_are_each_runs_gradients_alone() -> None:
+    # AdamW then updates element by element, so equal gradients mean equal training.
+    nets = _nets(2)
+    grouped = MinutiaeNet(WIDTH, models=2)
+    grouped.load_state_dict(join([net.state_dict() for net in nets]))
+    n, cells = 4, 4
+    batch = _batch(2 * n, cells, seed=7)  # run 0's crops, then run 1's
+
+    def backward(model: MinutiaeNet, images: torch.Tensor, targets: Batch, models: int) -> None:
+        model.train()
+        parts = losses(model(images), targets, models)
+        total = sum(LOSS_WEIGHTS[k] * v.sum() for k, v in parts.items())
+        total.backward()  # type: ignore[union-attr]
+
+    for k, net in enumerate(nets):
+        rows = _rows(batch, k * n, (k + 1) * n)
+        backward(net, rows.images, rows, 1)
+    together = batch.images.reshape(2, n, 8 * cells, 8 * cells).transpose(0, 1)
+    backward(grouped, together.contiguous(), batch, 2)
+
+    grads = {name: p.grad for name, p in grouped.named_parameters()}
+    for k, net in enumerate(nets):
+        for name, p in net.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+            mine = grads[name].chunk(2, dim=0)[k]  # type: ignore[union-attr]
+            assert torch.allclose(mine, p.grad, rtol=1e-4, atol=1e-6), name
+
+
+def _images(database: str, count: int, seed: int) -> list[LabelledImage]:
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(count):
+        pixels = rng.integers(0, 255, (48, 56), dtype=np.uint8)
+        angle = rng.uniform(0, 2 * np.pi, 5)
+        rows = np.column_stack(
+            [rng.uniform(4, 50, 5), rng.uniform(4, 44, 5), np.cos(angle), np.sin(angle), np.ones(5)]
+        )
+        images.append(LabelledImage(f"{i}", database, pixels, rows.astype(np.float32)))
+    return images
+
+
+def test_a_sweep_writes_each_run_a_checkpoint_that_training_alone_takes_as_finished(
+    tmp_path: Path,
+) -> None:
+    config = TrainConfig(
+        steps=3,
+        batch_size=2,
+        crop=32,
+        learning_rate=1e-3,
+        seed=5,
+        width=WIDTH,
+        databases=("DB1_B", "DB2_B"),
+        labels="corpus",
+        synthetic_images=0,
+        synthetic_fraction=0.0,
+        augmentation="strong",
+    )
+    first = _images("DB1_B", 3, 1) + _images("DB2_B", 3, 2)
+    second = _images("DB1_B", 3, 1) + _images("DB3_B", 3, 3)
+    runs = [
+        (first, config, tmp_path / "a.pt"),
+        (second, replace(config, databases=("DB1_B", "DB3_B")), tmp_path / "b.pt"),
+    ]
+    nets = train_together(runs, "cpu")
+    for (images, run_config, checkpoint), net in zip(runs, nets, strict=True):
+        assert torch.load(checkpoint, weights_only=False)["step"] == 3
+        alone = train(images, run_config, checkpoint, "cpu")  # nothing left to train
+        for key, value in net.state_dict().items():
+            assert torch.equal(value, alone.state_dict()[key]), key
+    assert not torch.equal(nets[0].head.weight, nets[1].head.weight)  # they learnt apart
+
+
+def test_runs_that_differ_in_a_shared_option_cannot_train_together(tmp_path: Path) -> None:
+    config = TrainConfig(3, 2, 32, 1e-3, 5, WIDTH, ("DB1_B",), "corpus", 0, 0.0, "basic")
+    images = _images("DB1_B", 2, 1)
+    runs = [
+        (images, config, tmp_path / "a.pt"),
+        (images, replace(config, batch_size=4), tmp_path / "b.pt"),
+    ]
+    with pytest.raises(ValueError, match="batch_size"):
+        train_together(runs, "cpu")
+
+
+def test_a_run_names_its_held_out_database_and_labels() -> None:
+    assert parse_run("DB3_B:leader") == ("DB3_B", "leader")
+    assert parse_run("all:corpus") == (None, "corpus")
+    assert parse_run("DB1_B") == ("DB1_B", "corpus")
+    with pytest.raises(argparse.ArgumentTypeError, match="DB9_B"):
+        parse_run("DB9_B:corpus")
+    with pytest.raises(argparse.ArgumentTypeError, match="teacher"):
+        parse_run("all:teacher")
