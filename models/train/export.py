@@ -78,4 +78,3 @@ def manifest(
         "training": training,
         "metrics": metrics,
     }
-
