@@ -134,7 +134,8 @@ def test_a_sweep_writes_each_run_a_checkpoint_that_training_alone_takes_as_finis
     ]
     nets = train_together(runs, "cpu")
     for (images, run_config, checkpoint), net in zip(runs, nets, strict=True):
-        assert torch.load(checkpoint, weights_only=False)["step"] == 3
+        saved = torch.load(checkpoint, weights_only=False)
+        assert saved["step"] == 3 and "2 runs as one grouped network" in saved["trained_with"]
         alone = train(images, run_config, checkpoint, "cpu")  # nothing left to train
         for key, value in net.state_dict().items():
             assert torch.equal(value, alone.state_dict()[key]), key

@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m models.train " + shlex.join(sys.argv[1:] if argv is None else argv),
         "code_commit": _code_commit(),
     }
+    saved = torch.load(run.checkpoint, weights_only=False, map_location="cpu")
+    trained_with = saved.get("trained_with")
+    if trained_with:  # a sweep trained the weights; this command exported and tuned them
+        training["trained_with"] = trained_with
     name = "kiosk-minutiae-cnn"
     write_manifest(
         args.out / "manifest.json",

@@ -53,7 +53,10 @@ def join(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 
 def _split_optimiser(state: dict[str, Any], models: int) -> list[dict[str, Any]]:
-    per_param = {index: split(values, models) for index, values in state["state"].items()}
+    per_param = {
+        index: split({k: v.cpu() for k, v in values.items()}, models)
+        for index, values in state["state"].items()
+    }
     groups = state["param_groups"]
     return [
         {"state": {i: parts[k] for i, parts in per_param.items()}, "param_groups": groups}
@@ -79,9 +82,15 @@ def _shared(configs: list[TrainConfig]) -> dict[str, Any]:
 
 
 def train_together(
-    runs: list[tuple[list[LabelledImage], TrainConfig, Path]], device: torch.device | str
+    runs: list[tuple[list[LabelledImage], TrainConfig, Path]],
+    device: torch.device | str,
+    trained_with: str = "models.train.grouped",
 ) -> list[MinutiaeNet]:
-    """Train every (images, config, checkpoint) run at once; resumes when all stopped together."""
+    """Train every (images, config, checkpoint) run at once; resumes when all stopped together.
+
+    ``trained_with`` (the sweep's command, say) goes into every checkpoint, and from there into
+    the manifest of a model exported from it.
+    """
     device = torch.device(device)
     configs = [config for _, config, _ in runs]
     shared = _shared(configs)
@@ -132,7 +141,7 @@ def train_together(
         total.backward()  # type: ignore[union-attr]
         optimiser.step()
         if (step + 1) % CHECKPOINT_EVERY == 0 or step + 1 == steps:
-            _save(runs, model, optimiser, generator, device, step + 1)
+            _save(runs, model, optimiser, generator, device, step + 1, trained_with)
             summary = {k: float(v.detach().mean()) for k, v in parts.items()}
             tqdm.write(f"step {step + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in summary.items()))
     model.eval()
@@ -151,6 +160,7 @@ def _save(
     generator: torch.Generator,
     device: torch.device,
     step: int,
+    trained_with: str,
 ) -> None:
     states = split({k: v.cpu() for k, v in model.state_dict().items()}, len(runs))
     optimisers = _split_optimiser(optimiser.state_dict(), len(runs))
@@ -166,7 +176,8 @@ def _save(
                 "generator": generator.get_state(),
                 "generator_device": device.type,
                 "step": step,
-                "trained_with": f"models.train.grouped, {len(runs)} runs together",
+                "trained_with": f"{trained_with} ({len(runs)} runs as one grouped network, "
+                f"{device.type})",
             },
             checkpoint.with_suffix(".tmp"),
         )

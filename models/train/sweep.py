@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 
 import torch
 
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("the same run is named twice")
     torch.set_num_threads(1)
     runs = [prepare(args, holdout, labels) for holdout, labels in args.run]
-    train_together([(r.images, r.config, r.checkpoint) for r in runs], device(args.device))
+    command = "python -m models.train.sweep " + shlex.join(sys.argv[1:] if argv is None else argv)
+    train_together([(r.images, r.config, r.checkpoint) for r in runs], device(args.device), command)
     shared = [
         f"--{name.replace('_', '-')}={getattr(args, name)}"
         for name in ("steps", "batch_size", "crop", "learning_rate", "width", "seed", "synthetic")
