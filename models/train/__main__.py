@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the edge box and the shared build machine both have few cores
+    code_commit = _code_commit()  # before this run writes models/ (tracked files) itself
 
     run = prepare(args, args.holdout, args.labels)
     config, raw_train, databases = run.config, run.raw_train, run.config.databases
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         "config": asdict(config),
         "parameters": parameters,
         "command": "python -m models.train " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "code_commit": _code_commit(),
+        "code_commit": code_commit,
     }
     saved = torch.load(run.checkpoint, weights_only=False, map_location="cpu")
     trained_with = saved.get("trained_with")
