@@ -21,7 +21,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import shlex  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -63,11 +62,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--holdout", choices=sorted(DATABASE_PPI), default=None)
     parser.add_argument("--labels", choices=sorted(LABEL_SOURCES), default="corpus")
     parser.add_argument("--version", default="1.0.0")
-    parser.add_argument(
-        "--held-out-report",
-        type=Path,
-        help="manifest.json of a --holdout run, copied into this manifest's metrics",
-    )
     parser.add_argument(
         "--no-export",
         action="store_true",
@@ -130,14 +124,6 @@ def main(argv: list[str] | None = None) -> None:
     }
     if raw_held:
         metrics["held_out"] = {k: v.as_dict() for k, v in score(tuned, raw_held).items()}
-    if args.held_out_report:
-        report = json.loads(args.held_out_report.read_text())
-        metrics["held_out_run"] = {
-            "command": report["training"]["command"],
-            "databases": report["training"]["databases"],
-            "presence_threshold": report["decoding"]["presence_threshold"],
-            "held_out": report["metrics"]["held_out"],
-        }
     decoding = {**DECODING, "presence_threshold": threshold}
     write_manifest(
         args.out / "manifest.json",
