@@ -43,6 +43,7 @@ import models  # noqa: E402
 from edge.extraction import MinutiaeExtractor, ModelError  # noqa: E402
 from edge.matching import MccTemplate  # noqa: E402
 from edge.minutiae import Minutia, MinutiaKind  # noqa: E402
+from edge.templates import best_minutiae  # noqa: E402
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus  # noqa: E402
 from models.train.distill import single_threaded_onnxruntime  # noqa: E402
 from models.train.evaluate import Score, match_pairs  # noqa: E402
@@ -237,7 +238,8 @@ def compare_baseline(
     if pairs is None:
         return record, None
     templates = [
-        MccTemplate.build(f, i.ppi) for f, i in zip(baseline.minutiae, images, strict=True)
+        MccTemplate.build(best_minutiae(f), i.ppi)
+        for f, i in zip(baseline.minutiae, images, strict=True)
     ]
     result = verify(templates, pairs)
     record.update({p: result.rates[p].as_percent() for p in PROTOCOLS})
@@ -288,7 +290,10 @@ def evaluate_database(
     curves["corpus"] = result.det
     for variant, run in extracted.items():
         total = minutiae_score(images, run.minutiae)
-        templates = [MccTemplate.build(f, i.ppi) for f, i in zip(run.minutiae, images, strict=True)]
+        templates = [
+            MccTemplate.build(best_minutiae(f), i.ppi)
+            for f, i in zip(run.minutiae, images, strict=True)
+        ]
         result = verify(templates, pairs)
         record[variant] = {
             "minutiae": total.as_dict(),

@@ -14,11 +14,17 @@ __all__ = [
     "TemplateError",
     "TemplateFormatError",
     "TemplateValueError",
+    "best_minutiae",
     "iso2005_minutiae",
     "minutiae_to_iso2005",
 ]
 
 MAX_MINUTIAE = 255
+
+
+def best_minutiae(minutiae: Iterable[Minutia]) -> list[Minutia]:
+    """The minutiae a template keeps: all of them, or the 255 of highest quality (stable)."""
+    return sorted(minutiae, key=lambda m: -m.quality)[:MAX_MINUTIAE]
 
 
 def minutiae_to_iso2005(
@@ -31,7 +37,7 @@ def minutiae_to_iso2005(
     quality: int,
 ) -> bytes:
     """One-view ISO/IEC 19794-2:2005 record; keeps the best 255 minutiae if there are more."""
-    ranked = sorted(minutiae, key=lambda m: -m.quality)[:MAX_MINUTIAE]
+    ranked = best_minutiae(minutiae)
     resolution = ppi_to_ppcm(ppi)
     view = FingerView(
         finger_position=finger_position,

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from edge.extraction import MinutiaeExtractor
 from edge.matching import MccTemplate, compare
 from edge.minutiae import Minutia, MinutiaKind
+from edge.templates import best_minutiae
 from models.train.data import RawImage
 from models.train.evaluate import label_angles, with_threshold
 
@@ -131,7 +132,10 @@ def database_error_rates(
 ) -> dict[str, ErrorRates]:
     """Both protocols' error rates for one database's images and the minutiae found in them."""
     pairs = protocol_pairs([finger_and_impression(i.name) for i in images])
-    templates = [MccTemplate.build(f, i.ppi) for f, i in zip(found, images, strict=True)]
+    # As the kiosk's templates would be: at most the 255 best minutiae.
+    templates = [
+        MccTemplate.build(best_minutiae(f), i.ppi) for f, i in zip(found, images, strict=True)
+    ]
     return verify(templates, pairs).rates
 
 
