@@ -1,0 +1,59 @@
+"""A sweep trains, then ``python -m models.train`` exports, tunes and quantises its run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("torch")  # the train extra; the kiosk's own test environment lacks it
+
+from miniature_corpus import write_miniature_corpus
+
+from edge.extraction import MinutiaeExtractor
+from models.train import sweep
+from models.train.__main__ import THRESHOLDS
+from models.train.__main__ import main as train_main
+
+TINY = ["--steps", "2", "--batch-size", "2", "--crop", "64", "--width", "8", "--device", "cpu"]
+RUNS = ["--run", "DB3_B:corpus", "--run", "all:corpus"]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_run_trained_in_a_sweep_is_exported_tuned_and_quantised_by_the_training_command(
+    tmp_path: Path,
+) -> None:
+    corpus = write_miniature_corpus(
+        tmp_path / "corpus", ["DB1_B", "DB2_B", "DB3_B", "DB4_B"], seed=3
+    )
+    checkpoints = ["--checkpoints", str(tmp_path / "checkpoints")]
+    sweep.main(["--corpus", str(corpus), *RUNS, *TINY, *checkpoints])
+    assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 2
+
+    out = tmp_path / "model"
+    train_main(
+        ["--corpus", str(corpus), "--out", str(out), "--holdout", "DB3_B", *TINY, *checkpoints]
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    training = manifest["training"]
+    assert training["trained_with"].startswith("python -m models.train.sweep ")
+    assert "2 runs as one grouped network" in training["trained_with"]
+    assert training["code_commit"]
+    assert training["held_out"] == "DB3_B" and "DB3_B" not in training["databases"]
+    assert manifest["decoding"]["presence_threshold"] in THRESHOLDS
+    assert manifest["metrics"]["threshold_chosen_on"] == ["DB1_B", "DB2_B", "DB4_B"]
+    assert "DB3_B" in manifest["metrics"]["held_out"]
+    assert manifest["sha256"] == _sha256(out / manifest["file"])
+    assert manifest["int8"]["sha256"] == _sha256(out / manifest["int8"]["file"])
+
+    image = np.asarray(Image.open(corpus / "fvc2002" / "DB3_B" / "101_1.tif"))
+    for precision in ("fp32", "int8"):
+        extractor = MinutiaeExtractor.load(out, precision=precision)
+        assert isinstance(extractor.extract(image, 500.0), list)
