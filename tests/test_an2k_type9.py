@@ -306,6 +306,16 @@ def test_fuzz_standard_fields_end_in_the_packages_own_errors(data: bytes) -> Non
         return
 
 
+@pytest.mark.parametrize("count", [b" ", b"x", b"-"])
+def test_a_record_count_that_is_not_a_number_is_a_format_error(count: bytes) -> None:
+    # Found by the fuzz test above: int() of the count escaped as a bare ValueError.
+    data = tx.write(transaction(VIEW))
+    cnt = b"1.003:1\x1f1\x1e"
+    assert cnt in data
+    with pytest.raises(An2kFormatError, match=r"1\.003 CNT"):
+        tx.read(data.replace(cnt, b"1.003:1\x1f" + count + b"\x1e", 1))
+
+
 @st.composite
 def views(draw: st.DrawFn) -> tx.FingerMinutiae:
     width, height = draw(st.integers(1, 300)), draw(st.integers(1, 300))

@@ -478,15 +478,21 @@ def _cnt(record: TaggedRecord) -> list[tuple[int, str]]:
     value = record.get(3)
     assert value is not None and not isinstance(value.value, bytes)
     subfields = value.value
-    try:
-        pairs = [(int(s[0]), s[1]) for s in subfields if len(s) == 2]
-    except ValueError:
-        pairs = []
-    if len(pairs) != len(subfields) or pairs[0][0] != 1 or int(pairs[0][1]) != len(pairs) - 1:
+    well_formed = bool(subfields) and all(
+        len(s) == 2 and s[0].isascii() and s[0].isdigit() for s in subfields
+    )
+    pairs = [(int(s[0]), s[1]) for s in subfields] if well_formed else []
+    count = pairs[0][1] if pairs else ""
+    if (
+        not pairs
+        or pairs[0][0] != 1
+        or not (count.isascii() and count.isdigit())
+        or int(count) != len(pairs) - 1
+    ):
         raise An2kFormatError(
             0, "1.003 CNT", "not (1, count) followed by one (type, IDC) per record"
         )
-    return [(t, idc) for t, idc in pairs[1:]]
+    return pairs[1:]
 
 
 def _date(value: str, name: str, start: int) -> datetime.date:
