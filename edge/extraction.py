@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import models
 from edge.minutiae import Minutia, MinutiaKind
-from edge.preprocess import pad_to_multiple, resample, standardise
+from edge.preprocess import flatten_background, pad_to_multiple, resample, standardise
 
 MANIFEST_NAME = "manifest.json"
 MIN_PPI, MAX_PPI = 100.0, 2000.0  # the range the sensor configuration accepts
@@ -26,6 +26,9 @@ _PRESENCE, _OFFSET_X, _OFFSET_Y, _COS, _SIN, _BIFURCATION, _FOREGROUND = range(l
 ModelFile = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+\.onnx$")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Precision = Literal["fp32", "int8"]
+# "flattened": edge.preprocess.flatten_background before standardising; manifests written before
+# it existed mean "as_captured".
+Background = Literal["as_captured", "flattened"]
 
 
 class ModelError(Exception):
@@ -55,6 +58,7 @@ class InputSpec(_Strict):
     normalisation: str
     target_ppi: Annotated[float, Field(gt=0)]
     size_multiple: Annotated[int, Field(ge=1, le=256)]
+    background: Background = "as_captured"
 
 
 class OutputSpec(_Strict):
@@ -137,7 +141,8 @@ def model_input(
 ) -> tuple[NDArray[np.float32], NDArray[np.uint8]]:
     """The NCHW tensor the model takes for an image, and the resampled image it refers to."""
     resampled = resample(pixels, ppi, spec.target_ppi)
-    tensor = pad_to_multiple(standardise(resampled), spec.size_multiple)
+    levels = flatten_background(resampled) if spec.background == "flattened" else resampled
+    tensor = pad_to_multiple(standardise(levels), spec.size_multiple)
     return tensor[None, None], resampled
 
 

@@ -18,8 +18,10 @@ from edge.extraction import (
     MinutiaeExtractor,
     ModelCorruptError,
     ModelMissingError,
+    model_input,
 )
 from edge.minutiae import Minutia
+from edge.preprocess import flatten_background, standardise
 from hil.fingers import FingerGenerator
 
 SHIPPED = Path(models.__file__).parent
@@ -210,3 +212,35 @@ def test_minutiae_agree_with_the_reference_template_of_the_fixture(
     pairs = [(p, q) for p, q in _pairs(found, mapped, radius=12.0) if _turn(p.angle, q.angle) <= 30]
     # an untrained or mirrored model scores near zero here
     assert len(pairs) >= 0.4 * len(mapped)
+
+
+def test_the_manifest_says_whether_the_background_is_flattened_before_the_network(
+    print_image: NDArray[np.uint8],
+) -> None:
+    spec = MinutiaeExtractor.load().manifest.input
+    grey = np.round(print_image * 0.4).astype(np.uint8)  # a capacitive sensor's grey platen
+    as_captured = spec.model_copy(update={"background": "as_captured"})
+    flattened = spec.model_copy(update={"background": "flattened"})
+    tensor, resampled = model_input(grey, 500.0, as_captured)
+    assert np.array_equal(resampled, grey)
+    assert np.allclose(tensor[0, 0, : grey.shape[0], : grey.shape[1]], standardise(grey))
+    tensor, _ = model_input(grey, 500.0, flattened)
+    expected = standardise(flatten_background(grey))
+    assert np.allclose(tensor[0, 0, : grey.shape[0], : grey.shape[1]], expected)
+
+
+def test_a_manifest_from_before_flattening_feeds_the_image_as_captured(model_copy: Path) -> None:
+    path = model_copy / "manifest.json"
+    content = json.loads(path.read_text())
+    content["input"].pop("background", None)
+    path.write_text(json.dumps(content))
+    assert MinutiaeExtractor.load(model_copy).manifest.input.background == "as_captured"
+
+
+def test_an_unknown_background_treatment_is_a_malformed_manifest(model_copy: Path) -> None:
+    path = model_copy / "manifest.json"
+    content = json.loads(path.read_text())
+    content["input"]["background"] = "inverted"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ManifestError, match=r"input\.background"):
+        MinutiaeExtractor.load(model_copy)

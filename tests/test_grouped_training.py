@@ -12,12 +12,15 @@ import pytest
 pytest.importorskip("torch")  # the train extra; the kiosk's own test environment lacks it
 
 import torch
+from miniature_corpus import write_miniature_corpus
 
+from edge.preprocess import flatten_background
 from models.train.augment import Batch
 from models.train.data import LabelledImage
 from models.train.grouped import join, split, train_together
-from models.train.loop import LOSS_WEIGHTS, TrainConfig, losses, train
+from models.train.loop import LOSS_WEIGHTS, TrainConfig, losses, train, written_by
 from models.train.net import MinutiaeNet
+from models.train.recipe import add_recipe_arguments, prepare
 from models.train.sweep import parse_run
 
 WIDTH = 8
@@ -161,3 +164,36 @@ def test_a_run_names_its_held_out_database_and_labels() -> None:
         parse_run("DB9_B:corpus")
     with pytest.raises(argparse.ArgumentTypeError, match="teacher"):
         parse_run("all:teacher")
+
+
+def test_a_checkpoint_from_before_an_option_existed_resumes_as_that_options_default(
+    tmp_path: Path,
+) -> None:
+    config = TrainConfig(2, 2, 32, 1e-3, 5, WIDTH, ("DB1_B",), "corpus", 0, 0.0, "basic")
+    images = _images("DB1_B", 2, 1)
+    checkpoint = tmp_path / "old.pt"
+    first = train(images, config, checkpoint, "cpu")
+    saved = torch.load(checkpoint, weights_only=False)
+    del saved["config"]["background"]  # as written before --train-background existed
+    torch.save(saved, checkpoint)
+    assert written_by(config, saved["config"])
+    assert not written_by(replace(config, background="flattened"), saved["config"])
+    again = train(images, config, checkpoint, "cpu")  # finished: nothing is retrained
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+
+
+def test_flattened_training_images_get_their_own_checkpoint(tmp_path: Path) -> None:
+    corpus = write_miniature_corpus(tmp_path / "corpus", ["DB2_B", "DB3_B", "DB4_B"], seed=4)
+    parser = argparse.ArgumentParser()
+    add_recipe_arguments(parser)
+    common = ["--corpus", str(corpus), "--checkpoints", str(tmp_path)]
+    plain = prepare(parser.parse_args(common), "DB1_B", "corpus")
+    flat = prepare(
+        parser.parse_args([*common, "--train-background", "flattened"]), "DB1_B", "corpus"
+    )
+    assert plain.checkpoint != flat.checkpoint and "-flat-" in flat.checkpoint.name
+    assert flat.config.background == "flattened" and plain.config.background == "as_captured"
+    for a, b in zip(plain.images, flat.images, strict=True):
+        assert np.array_equal(b.pixels, np.round(flatten_background(a.pixels)))
+        assert np.array_equal(a.minutiae, b.minutiae)

@@ -63,6 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--labels", choices=sorted(LABEL_SOURCES), default="corpus")
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument(
+        "--background",
+        choices=["as_captured", "flattened"],
+        default="flattened",
+        help="what the extractor feeds the network (the manifest's input.background); "
+        "independent of --train-background",
+    )
+    parser.add_argument(
         "--no-export",
         action="store_true",
         help="stop once the checkpoint is trained (say, on a GPU box); the same command without "
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     name = "kiosk-minutiae-cnn"
     write_manifest(
         args.out / "manifest.json",
-        manifest(name, args.version, MODEL_FILE, sha256, DECODING, training, {}),
+        manifest(name, args.version, MODEL_FILE, sha256, DECODING, training, {}, args.background),
     )
     extractor = MinutiaeExtractor.load(args.out)
     # The operating point is the one that verifies fingers best, not the one that agrees best
@@ -127,7 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     decoding = {**DECODING, "presence_threshold": threshold}
     write_manifest(
         args.out / "manifest.json",
-        manifest(name, args.version, MODEL_FILE, sha256, decoding, training, metrics),
+        manifest(
+            name, args.version, MODEL_FILE, sha256, decoding, training, metrics, args.background
+        ),
     )
     print(f"threshold {threshold}, training F1 {fit.f1:.3f}")
     for key, value in metrics.items():

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from edge.extraction import HEAD_CHANNELS
+from edge.extraction import HEAD_CHANNELS, Background
 from models.train.manifest_file import write_manifest as write_manifest  # its old home
 from models.train.net import CELL, MinutiaeNet
 
@@ -44,7 +44,14 @@ def manifest(
     decoding: dict[str, float | int],
     training: dict[str, Any],
     metrics: dict[str, Any],
+    background: Background = "flattened",
 ) -> dict[str, Any]:
+    levels = (
+        "background flattened (grey level * 255 / local valley brightness, "
+        "edge.preprocess.flatten_background), then "
+        if background == "flattened"
+        else ""
+    )
     return {
         "name": name,
         "version": version,
@@ -55,10 +62,12 @@ def manifest(
             "layout": "NCHW",
             "dtype": "float32",
             "normalisation": "image resampled (bilinear) to target_ppi, then "
-            "(pixel - mean(image)) / max(std(image), 1), then zero-padded bottom/right "
+            + levels
+            + "(pixel - mean(image)) / max(std(image), 1), then zero-padded bottom/right "
             "to a multiple of size_multiple",
             "target_ppi": 500.0,
             "size_multiple": CELL,
+            "background": background,
         },
         "output": {
             "name": OUTPUT_NAME,

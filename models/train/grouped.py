@@ -26,6 +26,7 @@ from models.train.loop import (
     learning_rate_at,
     losses,
     sampling_weights,
+    written_by,
 )
 from models.train.net import MinutiaeNet
 
@@ -197,7 +198,7 @@ def _resume(
         if not checkpoint.exists():
             return 0
         state = torch.load(checkpoint, weights_only=False, map_location="cpu")
-        if state["config"] != asdict(config):
+        if not written_by(config, state["config"]):
             tqdm.write(f"ignoring {checkpoint}: written by a different configuration")
             return 0
         states.append(state)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -18,6 +19,8 @@ from models.train.net import MinutiaeNet
 
 PRESENCE_POS_WEIGHT = 4.0  # about 2% of cells hold a minutia
 WARMUP_STEPS = 200
+TrainBackground = Literal["as_captured", "flattened"]
+TRAIN_BACKGROUNDS: tuple[TrainBackground, ...] = ("as_captured", "flattened")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,19 @@ class TrainConfig:
     synthetic_images: int  # synthetic impressions mixed in (0: none)
     synthetic_fraction: float  # share of each batch drawn from them
     augmentation: Augmentation  # "basic": pose, contrast, noise; "strong": other sensors' looks
+    # What the training images look like: as captured, or with the background divided out
+    # (edge.preprocess.flatten_background) before augmentation.
+    background: TrainBackground = "as_captured"
+
+
+def written_by(config: TrainConfig, saved: dict[str, Any]) -> bool:
+    """Whether a checkpoint's stored config is ``config``.
+
+    Fields added since the checkpoint was written count as their defaults, which is what it was
+    trained with.
+    """
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    return {**defaults, **saved} == asdict(config)
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -119,7 +135,7 @@ def train(
     start = 0
     if checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False, map_location=device)
-        if state["config"] == asdict(config):
+        if written_by(config, state["config"]):
             model.load_state_dict(state["model"])
             optimiser.load_state_dict(state["optimiser"])
             if state.get("generator_device") == device.type:

@@ -7,16 +7,18 @@ Shared by ``python -m models.train`` (one run, then export) and ``python -m mode
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
+from edge.preprocess import flatten_background
 from models.train.augment import AUGMENTATIONS
 from models.train.data import DATABASE_PPI, LabelledImage, RawImage, load_raw_corpus, to_target_ppi
 from models.train.label_store import LabelSet, relabel
-from models.train.loop import TrainConfig
+from models.train.loop import TRAIN_BACKGROUNDS, TrainConfig
 from models.train.synthetic import TRUTH_FILE, synthetic_raw_images
 
 LABELS = Path(__file__).parent / "labels"
@@ -44,6 +46,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--synthetic-fraction", type=float, default=0.3)
     parser.add_argument("--augmentation", choices=AUGMENTATIONS, default="basic")
+    parser.add_argument(
+        "--train-background",
+        choices=TRAIN_BACKGROUNDS,
+        default="as_captured",
+        help="teach on images as captured, or with the background flattened as the extractor "
+        "does when its manifest says so",
+    )
     parser.add_argument(
         "--device", default="auto", help="torch device to train on (auto: cuda when present)"
     )
@@ -95,13 +104,21 @@ def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
         synthetic_images=args.synthetic,
         synthetic_fraction=args.synthetic_fraction if args.synthetic else 0.0,
         augmentation=args.augmentation,
+        background=args.train_background,
     )
+    flat = "-flat" if args.train_background == "flattened" else ""  # older names stay valid
     name = (
-        f"{holdout or 'all'}-{labels}-syn{args.synthetic}-{args.augmentation}"
+        f"{holdout or 'all'}-{labels}-syn{args.synthetic}-{args.augmentation}{flat}"
         f"-w{args.width}-b{args.batch_size}-s{args.steps}-seed{args.seed}"
     )
     images = [to_target_ppi(r) for r in taught]
+    if args.train_background == "flattened":
+        images = [replace(i, pixels=_flattened(i.pixels)) for i in images]
     return Run(raw_train, images, config, args.checkpoints / f"{name}.pt")
+
+
+def _flattened(pixels: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    return np.round(flatten_background(pixels)).astype(np.uint8)
 
 
 def _spread(total: int, wanted: int) -> set[int]:

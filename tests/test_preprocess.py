@@ -1,0 +1,105 @@
+"""Image preparation before the network: background flattening and its building blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import NDArray
+
+from edge.preprocess import _block_max, _running_max, flatten_background
+from hil.fingers import FingerGenerator
+
+images = arrays(
+    np.uint8,
+    st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    elements=st.integers(0, 255),
+)
+
+
+@pytest.fixture(scope="module")
+def finger() -> NDArray[np.uint8]:
+    return FingerGenerator(seed=3).impression(finger_id=1, impression_id=0).image
+
+
+def _uneven(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """A capacitive-looking copy: a grey platen, darker to the left and to the top."""
+    height, width = image.shape
+    light = 0.35 + 0.45 * np.add.outer(np.linspace(0, 0.5, height), np.linspace(0, 0.5, width))
+    return np.round(image * light).astype(np.uint8)
+
+
+@given(images, st.integers(0, 6))
+def test_running_max_is_the_brightest_pixel_of_each_window(
+    image: NDArray[np.uint8], radius: int
+) -> None:
+    padded = np.pad(image, radius, mode="edge")
+    side = 2 * radius + 1
+    expected = sliding_window_view(padded, (side, side)).max(axis=(2, 3))
+    assert np.array_equal(_running_max(_running_max(image, radius, 0), radius, 1), expected)
+
+
+@given(images, st.integers(1, 6))
+def test_block_max_is_the_brightest_pixel_of_each_tile(
+    image: NDArray[np.uint8], block: int
+) -> None:
+    height, width = image.shape
+    got = _block_max(image, block)
+    assert got.shape == (-(-height // block), -(-width // block))
+    for (row, col), value in np.ndenumerate(got):
+        assert (
+            value == image[row * block : (row + 1) * block, col * block : (col + 1) * block].max()
+        )
+
+
+def test_a_grey_uneven_platen_comes_out_white_with_the_ridges_still_dark(
+    finger: NDArray[np.uint8],
+) -> None:
+    grey = _uneven(finger)
+    flat = flatten_background(grey)
+    half_h, half_w = (s // 2 for s in grey.shape)
+    for rows in (slice(0, half_h), slice(half_h, None)):
+        for cols in (slice(0, half_w), slice(half_w, None)):
+            valleys, ridges = np.percentile(flat[rows, cols], [90, 10])
+            assert valleys >= 230
+            assert ridges <= 0.6 * valleys
+    # as captured, the same quarters are far apart: the check above is not vacuous
+    assert np.percentile(grey[:half_h, :half_w], 90) < 0.75 * np.percentile(
+        grey[half_h:, half_w:], 90
+    )
+
+
+def test_flattening_undoes_a_smooth_change_of_light(finger: NDArray[np.uint8]) -> None:
+    as_captured = np.abs(finger.astype(np.float32) - _uneven(finger)).mean()
+    flattened = np.abs(flatten_background(finger) - flatten_background(_uneven(finger))).mean()
+    assert flattened < 6.0 < as_captured
+
+
+def test_an_even_image_flattens_to_white() -> None:
+    assert np.array_equal(
+        flatten_background(np.full((50, 70), 90, np.uint8)), np.full((50, 70), 255.0)
+    )
+
+
+def test_a_black_image_stays_black() -> None:
+    assert not flatten_background(np.zeros((20, 20), np.uint8)).any()
+
+
+@given(images)
+def test_flattening_keeps_the_shape_and_the_grey_range(image: NDArray[np.uint8]) -> None:
+    flat = flatten_background(image)
+    assert flat.shape == image.shape and flat.dtype == np.float32
+    assert flat.min() >= 0 and flat.max() <= 255
+
+
+@pytest.mark.parametrize(
+    "image",
+    [np.zeros((4, 4), np.float32), np.zeros((4, 4, 3), np.uint8)],
+    ids=["float", "colour"],
+)
+def test_flattening_refuses_what_is_not_a_grey_image(image: NDArray[np.generic]) -> None:
+    with pytest.raises(ValueError, match="2-D uint8"):
+        flatten_background(image)  # type: ignore[arg-type]
