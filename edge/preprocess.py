@@ -9,12 +9,11 @@ from PIL import Image, ImageFilter
 MIN_STD = 1.0  # grey levels; keeps a blank image from being blown up into noise
 # Background flattening at 500 ppi. The brightest pixel of a 4 x 4 block, then of 5 x 5 blocks
 # (20 pixels, about two ridge periods, so the window always holds a valley), is the local
-# background level; it is smoothed over about one ridge period. Working on blocks keeps the
-# cost to a fraction of a millisecond.
+# background level; it is smoothed over about one ridge period. Only the final gain is computed
+# per pixel, which keeps the cost to a fraction of a millisecond.
 BACKGROUND_BLOCK = 4
 BACKGROUND_REACH = 2  # blocks either side
 BACKGROUND_SMOOTHING = 2.0  # Gaussian sigma, blocks
-_GAIN = (255.0 / np.maximum(np.arange(256), 1)).astype(np.float32)  # by background grey level
 
 
 def resample(pixels: NDArray[np.uint8], ppi: float, target_ppi: float) -> NDArray[np.uint8]:
@@ -32,25 +31,6 @@ def resample(pixels: NDArray[np.uint8], ppi: float, target_ppi: float) -> NDArra
     return np.asarray(resized, dtype=np.uint8)
 
 
-def _running_max(values: NDArray[np.uint8], radius: int, axis: int) -> NDArray[np.uint8]:
-    """Maximum over a window of ``2 * radius + 1`` along ``axis``, edges repeated (van Herk)."""
-    size = 2 * radius + 1
-    moved = np.moveaxis(values, axis, -1)
-    length = moved.shape[-1]
-    blocks = -(-(length + 2 * radius) // size)
-    padded = np.pad(
-        moved, [(0, 0), (radius, blocks * size - length - radius)], mode="edge"
-    ).reshape(moved.shape[0], blocks, size)
-    # Prefix maxima within each block and suffix maxima within each block: any window of
-    # ``size`` spans the tail of one block and the head of the next.
-    prefix = np.maximum.accumulate(padded, axis=2).reshape(moved.shape[0], -1)
-    suffix = np.maximum.accumulate(padded[:, :, ::-1], axis=2)[:, :, ::-1].reshape(
-        moved.shape[0], -1
-    )
-    result = np.maximum(suffix[:, :length], prefix[:, size - 1 : size - 1 + length])
-    return np.moveaxis(result, -1, axis)
-
-
 def _block_max(pixels: NDArray[np.uint8], block: int) -> NDArray[np.uint8]:
     """The brightest pixel of each ``block`` x ``block`` tile, edges repeated to whole tiles."""
     height, width = pixels.shape
@@ -64,20 +44,44 @@ def _block_max(pixels: NDArray[np.uint8], block: int) -> NDArray[np.uint8]:
     return tiles
 
 
+def _window_max(values: NDArray[np.uint8], reach: int) -> NDArray[np.uint8]:
+    """The maximum over ``2 * reach + 1`` x ``2 * reach + 1`` neighbours, edges repeated."""
+    height, width = values.shape
+    padded = np.pad(values, reach, mode="edge")
+    rows = padded[:height, :]
+    for offset in range(1, 2 * reach + 1):
+        rows = np.maximum(rows, padded[offset : offset + height, :])
+    result = rows[:, :width]
+    for offset in range(1, 2 * reach + 1):
+        result = np.maximum(result, rows[:, offset : offset + width])
+    return result
+
+
+def _upsample(grid: NDArray[np.float32], factor: int, axis: int) -> NDArray[np.float32]:
+    """Bilinear ``factor`` x along ``axis``, cell centre to pixel centre, edges held."""
+    moved = np.moveaxis(grid, axis, 0)
+    padded = np.concatenate([moved[:1], moved, moved[-1:]])
+    below, centre, above = padded[:-2], padded[1:-1], padded[2:]
+    phases = []
+    for k in range(factor):
+        shift = (k + 0.5) / factor - 0.5  # the pixel centre, in cells from its own cell's
+        neighbour = below if shift < 0 else above
+        phases.append(centre + abs(shift) * (neighbour - centre))
+    stacked = np.stack(phases, axis=1).reshape(-1, *moved.shape[1:])
+    return np.moveaxis(stacked, 0, axis)
+
+
 def background_gain(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
     """Per pixel, 255 over the local brightness of the valleys and the empty platen."""
     height, width = pixels.shape
-    tiles = _block_max(pixels, BACKGROUND_BLOCK)
-    brightest = _running_max(_running_max(tiles, BACKGROUND_REACH, 0), BACKGROUND_REACH, 1)
-    smooth = Image.fromarray(np.ascontiguousarray(brightest)).filter(
+    tiles = _window_max(_block_max(pixels, BACKGROUND_BLOCK), BACKGROUND_REACH)
+    smooth = Image.fromarray(np.ascontiguousarray(tiles)).filter(
         ImageFilter.GaussianBlur(BACKGROUND_SMOOTHING)
     )
-    rows, cols = tiles.shape
-    full = smooth.resize(
-        (cols * BACKGROUND_BLOCK, rows * BACKGROUND_BLOCK), Image.Resampling.BILINEAR
-    )
-    gain: NDArray[np.float32] = _GAIN[np.asarray(full)[:height, :width]]
-    return gain
+    level = np.maximum(np.asarray(smooth, dtype=np.float32), np.float32(1.0))
+    gain: NDArray[np.float32] = (255.0 / level).astype(np.float32)
+    full = _upsample(_upsample(gain, BACKGROUND_BLOCK, 0), BACKGROUND_BLOCK, 1)
+    return full[:height, :width]
 
 
 def flatten_background(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -88,13 +92,13 @@ def flatten_background(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
     """
     if pixels.ndim != 2 or pixels.dtype != np.uint8:
         raise ValueError(f"expected a 2-D uint8 image, got {pixels.dtype} {pixels.shape}")
-    flat: NDArray[np.float32] = np.minimum(pixels * background_gain(pixels), 255.0)
-    return flat
+    flat: NDArray[np.float32] = pixels * background_gain(pixels)
+    return np.minimum(flat, np.float32(255.0), out=flat)
 
 
 def standardise(pixels: NDArray[np.uint8] | NDArray[np.float32]) -> NDArray[np.float32]:
     """Zero mean, unit standard deviation over the image, so sensors' contrast differs less."""
-    values = pixels.astype(np.float32)
+    values = np.asarray(pixels, dtype=np.float32)
     mean = float(values.mean())
     std = max(float(values.std()), MIN_STD)
     return (values - mean) / std

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
+from PIL import Image
 
-from edge.preprocess import _block_max, _running_max, flatten_background
+from edge.preprocess import _block_max, _upsample, _window_max, flatten_background
 from hil.fingers import FingerGenerator
 
 images = arrays(
@@ -32,14 +33,33 @@ def _uneven(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return np.round(image * light).astype(np.uint8)
 
 
-@given(images, st.integers(0, 6))
-def test_running_max_is_the_brightest_pixel_of_each_window(
-    image: NDArray[np.uint8], radius: int
+@given(images, st.integers(0, 4))
+def test_window_max_is_the_brightest_pixel_around_each_pixel(
+    image: NDArray[np.uint8], reach: int
 ) -> None:
-    padded = np.pad(image, radius, mode="edge")
-    side = 2 * radius + 1
+    padded = np.pad(image, reach, mode="edge")
+    side = 2 * reach + 1
     expected = sliding_window_view(padded, (side, side)).max(axis=(2, 3))
-    assert np.array_equal(_running_max(_running_max(image, radius, 0), radius, 1), expected)
+    assert np.array_equal(_window_max(image, reach), expected)
+
+
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 12), st.integers(1, 12)),
+        elements=st.floats(0, 255, width=32),
+    ),
+    st.integers(1, 5),
+)
+def test_upsampling_is_bilinear_between_cell_centres(
+    grid: NDArray[np.float32], factor: int
+) -> None:
+    rows, cols = grid.shape
+    expected = Image.fromarray(grid, mode="F").resize(
+        (cols * factor, rows * factor), Image.Resampling.BILINEAR
+    )
+    got = _upsample(_upsample(grid, factor, 0), factor, 1)
+    assert np.allclose(got, np.asarray(expected), atol=1e-3)
 
 
 @given(images, st.integers(1, 6))
