@@ -138,8 +138,7 @@ def int8_extractor(model_dir: Path) -> tuple[MinutiaeExtractor | None, str]:
         extractor = MinutiaeExtractor.load(model_dir, threads=1, precision="int8")
     except ModelError as exc:
         return None, str(exc)
-    assert extractor.manifest.int8 is not None  # the loader refuses a manifest without one
-    return extractor, f"int8 model {extractor.manifest.int8.file}"
+    return extractor, f"int8 model {extractor.manifest.int8_model().file}"
 
 
 # Run from a fresh small interpreter: a child forked straight from this (large) process would

@@ -7,7 +7,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -106,7 +106,20 @@ class Manifest(BaseModel):
     input: InputSpec
     output: OutputSpec
     decoding: DecodingSpec
-    int8: Int8Spec | None = None
+    # Checked only when the int8 model is asked for (int8_model), so that a damaged entry for
+    # the optional model does not stop the fp32 one from loading.
+    int8: Any = None
+
+    def int8_model(self) -> Int8Spec:
+        """The validated ``int8`` entry."""
+        if self.int8 is None:
+            raise ModelMissingError(
+                "the manifest lists no int8 model (make one with python -m models.train.quantize)"
+            )
+        try:
+            return Int8Spec.model_validate(self.int8)
+        except ValidationError as exc:
+            raise ManifestError(f"malformed manifest: {_first_error(exc, 'int8')}") from None
 
 
 @dataclass(frozen=True)
@@ -130,10 +143,15 @@ def load_manifest(model_dir: Path) -> Manifest:
         raise ModelMissingError(f"cannot read {path}: {exc.strerror}") from None
     try:
         return Manifest.model_validate(json.loads(raw))
-    except (ValueError, ValidationError) as exc:
-        first = exc.errors()[0] if isinstance(exc, ValidationError) else None
-        where = ".".join(str(p) for p in first["loc"]) + ": " + first["msg"] if first else str(exc)
-        raise ManifestError(f"malformed manifest {path}: {where}") from None
+    except ValidationError as exc:
+        raise ManifestError(f"malformed manifest {path}: {_first_error(exc)}") from None
+    except ValueError as exc:
+        raise ManifestError(f"malformed manifest {path}: {exc}") from None
+
+
+def _first_error(exc: ValidationError, *within: str) -> str:
+    first = exc.errors()[0]
+    return ".".join([*within, *(str(p) for p in first["loc"])]) + ": " + first["msg"]
 
 
 def model_input(
@@ -207,17 +225,16 @@ class MinutiaeExtractor:
         manifest = load_manifest(directory)
         file, sha256 = manifest.file, manifest.sha256
         if precision == "int8":
-            if manifest.int8 is None:
-                raise ModelMissingError(
-                    f"{directory / MANIFEST_NAME} lists no int8 model "
-                    "(make one with python -m models.train.quantize)"
-                )
-            if manifest.int8.quantised_from != manifest.sha256:
+            try:
+                int8 = manifest.int8_model()
+            except ModelError as exc:
+                raise type(exc)(f"{directory / MANIFEST_NAME}: {exc}") from None
+            if int8.quantised_from != manifest.sha256:
                 raise ManifestError(
-                    f"int8 model {manifest.int8.file} was quantised from another fp32 model "
-                    f"(sha256 {manifest.int8.quantised_from}, manifest has {manifest.sha256})"
+                    f"int8 model {int8.file} was quantised from another fp32 model "
+                    f"(sha256 {int8.quantised_from}, manifest has {manifest.sha256})"
                 )
-            file, sha256 = manifest.int8.file, manifest.int8.sha256
+            file, sha256 = int8.file, int8.sha256
         path = directory / file
         try:
             model_bytes = path.read_bytes()

@@ -125,6 +125,19 @@ def test_a_malformed_int8_entry_names_its_field(
     _edit_int8(model_copy, **{field: value})
     with pytest.raises(ManifestError, match=rf"int8\.{field}"):
         MinutiaeExtractor.load(model_copy, precision="int8")
+    assert MinutiaeExtractor.load(model_copy).precision == "fp32"  # the fp32 model still loads
+
+
+def test_an_int8_entry_that_is_not_an_object_is_malformed_and_leaves_fp32_alone(
+    model_copy: Path,
+) -> None:
+    path = model_copy / "manifest.json"
+    content = json.loads(path.read_text())
+    content["int8"] = "minutiae.int8.onnx"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ManifestError, match=r"int8: Input should be a valid dictionary"):
+        MinutiaeExtractor.load(model_copy, precision="int8")
+    assert MinutiaeExtractor.load(model_copy).precision == "fp32"
 
 
 def test_config_chooses_the_precision_and_rejects_any_other(tmp_path: Path) -> None:
