@@ -10,7 +10,7 @@ MIN_STD = 1.0  # grey levels; keeps a blank image from being blown up into noise
 # Background flattening at 500 ppi. The brightest pixel of a 4 x 4 block, then of 5 x 5 blocks
 # (20 pixels, about two ridge periods, so the window always holds a valley), is the local
 # background level; it is smoothed over about one ridge period. Only the final gain is computed
-# per pixel, which keeps the cost to a fraction of a millisecond.
+# per pixel, which keeps the cost to about a millisecond for a 388 x 374 image.
 BACKGROUND_BLOCK = 4
 BACKGROUND_REACH = 2  # blocks either side
 BACKGROUND_SMOOTHING = 2.0  # Gaussian sigma, blocks

@@ -26,10 +26,11 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import get_args  # noqa: E402
 
 import torch  # noqa: E402
 
-from edge.extraction import MinutiaeExtractor  # noqa: E402
+from edge.extraction import Background, MinutiaeExtractor  # noqa: E402
 from models.train.data import DATABASE_PPI, load_raw_corpus  # noqa: E402
 from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, score, with_threshold  # noqa: E402
 from models.train.export import export_onnx, manifest, write_manifest  # noqa: E402
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument(
         "--background",
-        choices=["as_captured", "flattened"],
+        choices=get_args(Background),
         default="flattened",
         help="what the extractor feeds the network (the manifest's input.background); "
         "independent of --train-background",

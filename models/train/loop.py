@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from edge.extraction import Background
 from models.train.augment import Augmentation, Batch, ImageBank, make_batch
 from models.train.data import SYNTHETIC, LabelledImage
 from models.train.net import MinutiaeNet
 
 PRESENCE_POS_WEIGHT = 4.0  # about 2% of cells hold a minutia
 WARMUP_STEPS = 200
-TrainBackground = Literal["as_captured", "flattened"]
-TRAIN_BACKGROUNDS: tuple[TrainBackground, ...] = ("as_captured", "flattened")
+TRAIN_BACKGROUNDS: tuple[Background, ...] = get_args(Background)
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class TrainConfig:
     augmentation: Augmentation  # "basic": pose, contrast, noise; "strong": other sensors' looks
     # What the training images look like: as captured, or with the background divided out
     # (edge.preprocess.flatten_background) before augmentation.
-    background: TrainBackground = "as_captured"
+    background: Background = "as_captured"
 
 
 def written_by(config: TrainConfig, saved: dict[str, Any]) -> bool:
