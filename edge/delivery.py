@@ -104,8 +104,11 @@ class _Subscribed:
 
 @dataclass(frozen=True)
 class _Received:
+    generation: int
     topic: str
     payload: bytes
+    mid: int
+    qos: int
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,9 @@ class DeliveryWorker:
             protocol=mqtt.MQTTv5,
             # The worker reconnects itself, with its own backoff and an up-to-date last will.
             reconnect_on_failure=False,
+            # The worker acknowledges a message once it has been dealt with (a booking stored),
+            # so one that a crash or a failed store lost is delivered again on reconnection.
+            manual_ack=True,
         )
         client.user_data_set(0)
         if cfg.username is not None:
@@ -262,7 +268,7 @@ class DeliveryWorker:
         self._events.put(_Subscribed(refused))
 
     def _on_message(self, client: mqtt.Client, generation: int, msg: mqtt.MQTTMessage) -> None:
-        self._events.put(_Received(msg.topic, bytes(msg.payload)))
+        self._events.put(_Received(generation, msg.topic, bytes(msg.payload), msg.mid, msg.qos))
 
 
 class _Session:
@@ -520,21 +526,29 @@ class _Session:
     # --- incoming -----------------------------------------------------------------------
 
     def _on_received(self, event: _Received) -> None:
+        # Dropped messages are acknowledged too: delivering them again would not help. One from
+        # an earlier connection is left to the broker, which sends it again on this one.
+        if self._deal_with(event) and event.qos > 0 and event.generation == self._generation:
+            self._client.ack(event.mid, event.qos)
+
+    def _deal_with(self, event: _Received) -> bool:
+        """Act on a message; False when it should come again (a booking was not stored)."""
         where = split_topic(self._cfg.topic_prefix, event.topic)
         if where is None or where[0] != self._device_id:
             log.warning("dropped message on unexpected topic %s", event.topic)
-            return
+            return True
         kind = where[1]
         try:
             if kind == "acks":
                 self._on_ack(Ack.parse(event.payload))
             elif kind == "booking":
-                self._on_booking(BookingRequest.parse(event.payload))
+                return self._on_booking(BookingRequest.parse(event.payload))
             else:
                 log.warning("dropped message on unexpected topic %s", event.topic)
         except WireError as exc:
             # The error names fields and constraints, never the payload's content.
             log.warning("dropped malformed message on %s: %s", event.topic, exc)
+        return True
 
     def _on_ack(self, ack: Ack) -> None:
         self._awaiting_ack.pop(ack.capture_id, None)
@@ -549,12 +563,14 @@ class _Session:
         if not changed:
             log.debug("ack for capture %s changed nothing (late or unknown)", ack.capture_id)
 
-    def _on_booking(self, request: BookingRequest) -> None:
+    def _on_booking(self, request: BookingRequest) -> bool:
         callback = self._on_booking_callback
         if callback is None:
             log.warning("booking request received but nobody handles bookings")
-            return
+            return True
         try:
             callback(request)
         except Exception:
-            log.exception("booking handler failed")
+            log.exception("booking handler failed; the broker resends it on reconnection")
+            return False
+        return True

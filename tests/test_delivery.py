@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -330,6 +331,44 @@ def test_a_booking_handler_that_raises_does_not_stop_the_worker(
         request = BookingRequest(booking_reference=reference, finger_positions=[1])
         operator.publish(f"kiosk/{DEVICE}/booking", request.to_payload())
     assert [seen.get(timeout=10).booking_reference for _ in range(2)] == ["BK-BOOM", "BK-OK"]
+
+
+def test_a_booking_that_could_not_be_stored_comes_again_on_the_next_connection(
+    broker: MosquittoBroker, tmp_path: Path, mqtt_tap: Callable[..., MqttTap],
+    wait_until: WaitUntil,
+) -> None:
+    attempts: queue.Queue[str] = queue.Queue()
+
+    def cannot_store(request: BookingRequest) -> None:
+        attempts.put("failed " + request.booking_reference)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    settings = make_settings(broker, tmp_path)
+    first = DeliveryWorker(settings, "1.0-test", "m1", on_booking=cannot_store)
+    stop = threading.Event()
+    thread = threading.Thread(target=first.run, args=(stop,), name="delivery-first")
+    thread.start()
+    try:
+        wait_until(lambda: first.connected, what="the first connection")
+        request = BookingRequest(booking_reference="BK-777", finger_positions=[3])
+        mqtt_tap(broker).publish(f"kiosk/{DEVICE}/booking", request.to_payload())
+        assert attempts.get(timeout=10) == "failed BK-777"
+    finally:
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive()
+    # Had the request been acknowledged on arrival, the broker would have nothing to resend.
+    again = DeliveryWorker(
+        settings, "1.0-test", "m1", on_booking=lambda r: attempts.put(r.booking_reference)
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=again.run, args=(stop,), name="delivery-again")
+    thread.start()
+    try:
+        assert attempts.get(timeout=15) == "BK-777"
+    finally:
+        stop.set()
+        thread.join(20)
 
 
 # --- going offline --------------------------------------------------------------------------
