@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,26 +77,32 @@ def make_settings(broker: MosquittoBroker, tmp_path: Path, **mqtt: Any) -> Setti
 StartWorker = Callable[..., DeliveryWorker]
 
 
+@contextmanager
+def running(worker: DeliveryWorker) -> Iterator[DeliveryWorker]:
+    """The worker on its own thread, stopped (and checked to have stopped) on leaving."""
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), name="delivery-under-test")
+    thread.start()
+    try:
+        yield worker
+    finally:
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive(), "the worker did not stop"
+
+
 @pytest.fixture
 def start_worker() -> Iterator[StartWorker]:
     """``start_worker(settings, on_booking=None)`` runs a worker thread, stopped at the end."""
-    running: list[tuple[threading.Event, threading.Thread]] = []
+    with ExitStack() as stack:
 
-    def start(
-        settings: Settings, on_booking: Callable[[BookingRequest], None] | None = None
-    ) -> DeliveryWorker:
-        worker = DeliveryWorker(settings, "1.0-test", "m1", on_booking=on_booking)
-        stop = threading.Event()
-        thread = threading.Thread(target=worker.run, args=(stop,), name="delivery-under-test")
-        thread.start()
-        running.append((stop, thread))
-        return worker
+        def start(
+            settings: Settings, on_booking: Callable[[BookingRequest], None] | None = None
+        ) -> DeliveryWorker:
+            worker = DeliveryWorker(settings, "1.0-test", "m1", on_booking=on_booking)
+            return stack.enter_context(running(worker))
 
-    yield start
-    for stop, thread in running:
-        stop.set()
-        thread.join(20)
-        assert not thread.is_alive(), "the worker did not stop"
+        yield start
 
 
 @pytest.fixture
@@ -344,31 +351,17 @@ def test_a_booking_that_could_not_be_stored_comes_again_on_the_next_connection(
         raise sqlite3.OperationalError("disk I/O error")
 
     settings = make_settings(broker, tmp_path)
-    first = DeliveryWorker(settings, "1.0-test", "m1", on_booking=cannot_store)
-    stop = threading.Event()
-    thread = threading.Thread(target=first.run, args=(stop,), name="delivery-first")
-    thread.start()
-    try:
+    with running(DeliveryWorker(settings, "1.0-test", "m1", on_booking=cannot_store)) as first:
         wait_until(lambda: first.connected, what="the first connection")
         request = BookingRequest(booking_reference="BK-777", finger_positions=[3])
         mqtt_tap(broker).publish(f"kiosk/{DEVICE}/booking", request.to_payload())
         assert attempts.get(timeout=10) == "failed BK-777"
-    finally:
-        stop.set()
-        thread.join(20)
-    assert not thread.is_alive()
     # Had the request been acknowledged on arrival, the broker would have nothing to resend.
-    again = DeliveryWorker(
+    stores = DeliveryWorker(
         settings, "1.0-test", "m1", on_booking=lambda r: attempts.put(r.booking_reference)
     )
-    stop = threading.Event()
-    thread = threading.Thread(target=again.run, args=(stop,), name="delivery-again")
-    thread.start()
-    try:
+    with running(stores):
         assert attempts.get(timeout=15) == "BK-777"
-    finally:
-        stop.set()
-        thread.join(20)
 
 
 # --- going offline --------------------------------------------------------------------------
