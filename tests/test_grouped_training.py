@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import torch
 from miniature_corpus import write_miniature_corpus
 
 from edge.preprocess import flatten_background
+from models.train import sweep
+from models.train.__main__ import argument_parser as train_argument_parser
 from models.train.augment import Batch
 from models.train.data import LabelledImage
 from models.train.grouped import join, split, train_together
@@ -197,3 +200,21 @@ def test_flattened_training_images_get_their_own_checkpoint(tmp_path: Path) -> N
     for a, b in zip(plain.images, flat.images, strict=True):
         assert np.array_equal(b.pixels, np.round(flatten_background(a.pixels)))
         assert np.array_equal(a.minutiae, b.minutiae)
+
+
+def test_a_sweeps_export_commands_find_the_checkpoints_it_wrote(tmp_path: Path) -> None:
+    corpus = write_miniature_corpus(tmp_path / "corpus", ["DB1_B", "DB2_B", "DB3_B", "DB4_B"], 4)
+    recipe = ["--width", "8", "--augmentation", "strong", "--train-background", "flattened"]
+    runs = ["--run", "DB3_B:corpus", "--run", "all:corpus"]
+    where = ["--corpus", str(corpus), "--checkpoints", str(tmp_path / "elsewhere")]
+    args = sweep.argument_parser().parse_args([*where, *recipe, *runs])
+    commands = sweep.export_commands(args)
+    assert len(commands) == 2
+    for (holdout, labels), command in zip(args.run, commands, strict=True):
+        words = shlex.split(command)
+        assert words[:3] == ["python", "-m", "models.train"]
+        exported = train_argument_parser().parse_args(words[3:])
+        swept = prepare(args, holdout, labels)
+        again = prepare(exported, exported.holdout, exported.labels)
+        assert again.checkpoint == swept.checkpoint
+        assert again.config == swept.config

@@ -56,7 +56,7 @@ DECODING = {
 }
 
 
-def main(argv: list[str] | None = None) -> None:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__)
     add_recipe_arguments(parser)
     parser.add_argument("--out", type=Path, required=True)
@@ -76,7 +76,11 @@ def main(argv: list[str] | None = None) -> None:
         help="stop once the checkpoint is trained (say, on a GPU box); the same command without "
         "it exports and tunes from the finished checkpoint",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argument_parser().parse_args(argv)
     torch.set_num_threads(1)  # the edge box and the shared build machine both have few cores
     code_commit = _code_commit()  # before this run writes models/ (tracked files) itself
 

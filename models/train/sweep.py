@@ -35,7 +35,7 @@ def parse_run(text: str) -> tuple[str | None, str]:
     return (None if holdout == ALL else holdout), labels
 
 
-def main(argv: list[str] | None = None) -> None:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m models.train.sweep", description=__doc__)
     add_recipe_arguments(parser)
     parser.add_argument(
@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> None:
         metavar="HOLDOUT:LABELS",
         help="a run: the database it holds out (or 'all') and its labels (default corpus)",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argument_parser()
     args = parser.parse_args(argv)
     if len(set(args.run)) != len(args.run):
         parser.error("the same run is named twice")
@@ -53,20 +58,28 @@ def main(argv: list[str] | None = None) -> None:
     runs = [prepare(args, holdout, labels) for holdout, labels in args.run]
     command = "python -m models.train.sweep " + shlex.join(sys.argv[1:] if argv is None else argv)
     train_together([(r.images, r.config, r.checkpoint) for r in runs], device(args.device), command)
+    print("export and tune each run with:")
+    for command in export_commands(args):
+        print("  " + command)
+
+
+def export_commands(args: argparse.Namespace) -> list[str]:
+    """For each run, the ``python -m models.train`` command that finds its checkpoint."""
     shared = [
         f"--{name.replace('_', '-')}={getattr(args, name)}"
         for name in ("steps", "batch_size", "crop", "learning_rate", "width", "seed", "synthetic")
     ]
-    shared += [f"--augmentation={args.augmentation}"]
+    shared += [f"--augmentation={args.augmentation}", f"--train-background={args.train_background}"]
     if args.synthetic:
         shared += [f"--synthetic-fraction={args.synthetic_fraction}"]
-    print("export and tune each run with:")
+    commands = []
     for holdout, labels in args.run:
         where = f"runs/{holdout or ALL}-{labels}"
         options = ["--corpus", str(args.corpus), "--out", where, "--labels", labels]
         options += ["--holdout", holdout] if holdout else []
-        print("  python -m models.train " + shlex.join(options + shared))
-
+        options += ["--checkpoints", str(args.checkpoints)]
+        commands.append("python -m models.train " + shlex.join(options + shared))
+    return commands
 
 if __name__ == "__main__":
     main()
