@@ -21,18 +21,20 @@ from tqdm import tqdm
 from models.train.augment import ImageBank, cell_targets, sample_crops
 from models.train.data import LabelledImage
 from models.train.loop import (
+    CHECKPOINT_EVERY,
     LOSS_WEIGHTS,
     TrainConfig,
     learning_rate_at,
     losses,
+    resume_generator,
     sampling_weights,
+    save_checkpoint,
     written_by,
 )
 from models.train.net import MinutiaeNet
 
 # The fields runs of one sweep may differ in; everything else shapes the shared batch or net.
 PER_RUN = frozenset({"databases", "labels", "synthetic_images", "synthetic_fraction"})
-CHECKPOINT_EVERY = 250
 
 
 def split(state: dict[str, torch.Tensor], models: int) -> list[dict[str, torch.Tensor]]:
@@ -123,7 +125,7 @@ def train_together(
     optimiser = torch.optim.AdamW(model.parameters(), lr=shared["learning_rate"], weight_decay=1e-4)
     generator = torch.Generator(device=device)
     generator.manual_seed(shared["seed"])
-    start = _resume(runs, model, optimiser, generator, device)
+    start = _resume(runs, model, optimiser, generator)
 
     steps, batch_size, crop = shared["steps"], shared["batch_size"], shared["crop"]
     augmentation = shared["augmentation"]
@@ -142,7 +144,7 @@ def train_together(
         total.backward()  # type: ignore[union-attr]
         optimiser.step()
         if (step + 1) % CHECKPOINT_EVERY == 0 or step + 1 == steps:
-            _save(runs, model, optimiser, generator, device, step + 1, trained_with)
+            _save(runs, model, optimiser, generator, step + 1, trained_with)
             summary = {k: float(v.detach().mean()) for k, v in parts.items()}
             tqdm.write(f"step {step + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in summary.items()))
     model.eval()
@@ -159,30 +161,19 @@ def _save(
     model: MinutiaeNet,
     optimiser: torch.optim.Optimizer,
     generator: torch.Generator,
-    device: torch.device,
     step: int,
     trained_with: str,
 ) -> None:
     states = split({k: v.cpu() for k, v in model.state_dict().items()}, len(runs))
     optimisers = _split_optimiser(optimiser.state_dict(), len(runs))
+    kind = generator.device.type
+    described = f"{trained_with} ({len(runs)} runs as one grouped network, {kind})"
     for (_, config, checkpoint), state, optimiser_state in zip(
         runs, states, optimisers, strict=True
     ):
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "config": asdict(config),
-                "model": state,
-                "optimiser": optimiser_state,
-                "generator": generator.get_state(),
-                "generator_device": device.type,
-                "step": step,
-                "trained_with": f"{trained_with} ({len(runs)} runs as one grouped network, "
-                f"{device.type})",
-            },
-            checkpoint.with_suffix(".tmp"),
+        save_checkpoint(
+            checkpoint, config, state, optimiser_state, generator, step, trained_with=described
         )
-        checkpoint.with_suffix(".tmp").replace(checkpoint)
 
 
 def _resume(
@@ -190,7 +181,6 @@ def _resume(
     model: MinutiaeNet,
     optimiser: torch.optim.Optimizer,
     generator: torch.Generator,
-    device: torch.device,
 ) -> int:
     """The step to go on from: every run's checkpoint, from this config, at the same step."""
     states = []
@@ -207,9 +197,6 @@ def _resume(
         return 0
     model.load_state_dict(join([s["model"] for s in states]))
     optimiser.load_state_dict(_join_optimiser([s["optimiser"] for s in states]))
-    if states[0].get("generator_device") == device.type:
-        generator.set_state(states[0]["generator"])
-    else:
-        generator.manual_seed(int(generator.initial_seed()) + states[0]["step"])
+    resume_generator(generator, states[0], runs[0][1].seed)
     step: int = states[0]["step"]
     return step

@@ -20,6 +20,7 @@ from models.train.net import MinutiaeNet
 
 PRESENCE_POS_WEIGHT = 4.0  # about 2% of cells hold a minutia
 WARMUP_STEPS = 200
+CHECKPOINT_EVERY = 250
 TRAIN_BACKGROUNDS: tuple[Background, ...] = get_args(Background)
 
 
@@ -49,6 +50,40 @@ def written_by(config: TrainConfig, saved: dict[str, Any]) -> bool:
     """
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     return {**defaults, **saved} == asdict(config)
+
+
+def save_checkpoint(
+    path: Path,
+    config: TrainConfig,
+    model: dict[str, torch.Tensor],
+    optimiser: dict[str, Any],
+    generator: torch.Generator,
+    step: int,
+    trained_with: str | None = None,
+) -> None:
+    """Write a run's checkpoint whole or not at all (a temporary file, then a rename)."""
+    state = {
+        "config": asdict(config),
+        "model": model,
+        "optimiser": optimiser,
+        "generator": generator.get_state(),
+        "generator_device": generator.device.type,
+        "step": step,
+    }
+    if trained_with is not None:
+        state["trained_with"] = trained_with
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def resume_generator(generator: torch.Generator, saved: dict[str, Any], seed: int) -> None:
+    """Carry a checkpoint's random stream over, or start a fresh one where it cannot be."""
+    if saved.get("generator_device") == generator.device.type:
+        generator.set_state(saved["generator"].cpu())
+    else:  # another device's stream cannot be carried over
+        generator.manual_seed(seed + saved["step"])
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -138,10 +173,7 @@ def train(
         if written_by(config, state["config"]):
             model.load_state_dict(state["model"])
             optimiser.load_state_dict(state["optimiser"])
-            if state.get("generator_device") == device.type:
-                generator.set_state(state["generator"].cpu())
-            else:  # another device's stream cannot be carried over; start a fresh one
-                generator.manual_seed(config.seed + state["step"])
+            resume_generator(generator, state, config.seed)
             start = state["step"]
         else:
             tqdm.write(f"ignoring {checkpoint}: written by a different configuration")
@@ -161,20 +193,10 @@ def train(
         with torch.no_grad():  # kept on the device: reading a value each step would stall a GPU
             for k, v in parts.items():
                 running[k] = 0.98 * running.get(k, v) + 0.02 * v
-        if (step + 1) % 250 == 0 or step + 1 == config.steps:
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(
-                {
-                    "config": asdict(config),
-                    "model": model.state_dict(),
-                    "optimiser": optimiser.state_dict(),
-                    "generator": generator.get_state(),
-                    "generator_device": device.type,
-                    "step": step + 1,
-                },
-                checkpoint.with_suffix(".tmp"),
+        if (step + 1) % CHECKPOINT_EVERY == 0 or step + 1 == config.steps:
+            save_checkpoint(
+                checkpoint, config, model.state_dict(), optimiser.state_dict(), generator, step + 1
             )
-            checkpoint.with_suffix(".tmp").replace(checkpoint)
             summary = {k: float(v) for k, v in running.items()}
             progress.set_postfix({k: f"{v:.3f}" for k, v in summary.items()}, refresh=False)
             tqdm.write(f"step {step + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in summary.items()))
