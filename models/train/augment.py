@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from models.train.data import LabelledImage
 from models.train.net import CELL
 
 Augmentation = Literal["basic", "strong"]
-AUGMENTATIONS: tuple[Augmentation, ...] = ("basic", "strong")
+AUGMENTATIONS: tuple[Augmentation, ...] = get_args(Augmentation)
 FOREGROUND_STD = 0.45  # local standard deviation (standardised units) that counts as ridges
 
 
