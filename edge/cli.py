@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +65,21 @@ def _wait_for_finger(sensor: Sensor, timeout: float, command: str) -> bool:
 # --- commands --------------------------------------------------------------------------------
 
 
+def stop_on_signal(stop: threading.Event) -> Callable[[int, object], None]:
+    """A signal handler that sets ``stop`` without risking a deadlock.
+
+    Python runs handlers on the main thread, which may be inside ``stop.wait()`` holding the
+    event's (non-reentrant) lock for a moment; ``stop.set()`` right there would wait for that
+    lock forever. Another thread sets the event once the main thread lets go of it.
+    """
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        threading.Thread(target=stop.set, name="stop-signal", daemon=True).start()
+
+    return on_signal
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.daemon import Daemon
     from edge.extraction import MinutiaeExtractor, ModelError
@@ -85,13 +100,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     sensor = make_sensor(settings.sensor.kind, **settings.sensor.settings())
     stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    on_signal = stop_on_signal(stop)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     # `systemctl kill -s USR1 kiosk-edge` dumps every thread's stack to the journal: the
     # first thing to ask for when the watchdog fires in the field.
     faulthandler.register(signal.SIGUSR1, all_threads=True)

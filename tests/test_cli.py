@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edge.cli import stop_on_signal
 from edge.templates import iso19794_2_2005
 from edge.templates.xyt import read_xyt
 from hil.fingers import FingerGenerator
@@ -133,3 +136,20 @@ def test_capture_with_no_sensor_says_so_without_a_traceback(tmp_path: Path) -> N
     assert proc.returncode == 1
     assert "sensor" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_stop_signal_that_lands_inside_the_wait_on_the_stop_event_still_stops() -> None:
+    stop = threading.Event()
+    on_signal = stop_on_signal(stop)
+
+    def main_thread_inside_wait() -> None:
+        # Event.wait holds the event's lock for a moment; a signal can arrive right then, and
+        # its handler runs on that same thread.
+        with stop._cond:  # type: ignore[attr-defined]
+            on_signal(signal.SIGTERM, None)
+
+    thread = threading.Thread(target=main_thread_inside_wait, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the handler deadlocked on the event's lock"
+    assert stop.wait(10)
