@@ -21,7 +21,16 @@ from models.train.__main__ import argument_parser as train_argument_parser
 from models.train.augment import Batch
 from models.train.data import LabelledImage
 from models.train.grouped import join, split, train_together
-from models.train.loop import LOSS_WEIGHTS, TrainConfig, losses, train, written_by
+from models.train.loop import (
+    LOSS_WEIGHTS,
+    REFINE_PEAK,
+    TrainConfig,
+    learning_rate_at,
+    losses,
+    resumable_state,
+    train,
+    written_by,
+)
 from models.train.net import MinutiaeNet
 from models.train.recipe import add_recipe_arguments, prepare
 from models.train.sweep import parse_run
@@ -205,6 +214,7 @@ def test_flattened_training_images_get_their_own_checkpoint(tmp_path: Path) -> N
 def test_a_sweeps_export_commands_find_the_checkpoints_it_wrote(tmp_path: Path) -> None:
     corpus = write_miniature_corpus(tmp_path / "corpus", ["DB1_B", "DB2_B", "DB3_B", "DB4_B"], 4)
     recipe = ["--width", "8", "--augmentation", "strong", "--train-background", "flattened"]
+    recipe += ["--steps", "30", "--refine-steps", "10"]
     runs = ["--run", "DB3_B:corpus", "--run", "all:corpus"]
     where = ["--corpus", str(corpus), "--checkpoints", str(tmp_path / "elsewhere")]
     args = sweep.argument_parser().parse_args([*where, *recipe, *runs])
@@ -218,3 +228,62 @@ def test_a_sweeps_export_commands_find_the_checkpoints_it_wrote(tmp_path: Path) 
         again = prepare(exported, exported.holdout, exported.labels)
         assert again.checkpoint == swept.checkpoint
         assert again.config == swept.config
+
+
+def _tiny_config(steps: int, refine_steps: int = 0) -> TrainConfig:
+    return TrainConfig(
+        steps, 2, 32, 1e-3, 5, WIDTH, ("DB1_B",), "corpus", 0, 0.0, "basic",
+        refine_steps=refine_steps,
+    )  # fmt: skip
+
+
+def test_the_refining_cycle_restarts_the_rate_lower_and_leaves_the_first_cycle_alone() -> None:
+    plain, refined = _tiny_config(1000), _tiny_config(1000, refine_steps=4000)
+    for step in range(1000):
+        assert learning_rate_at(refined, step) == learning_rate_at(plain, step)
+    assert learning_rate_at(refined, 999) < 1e-8
+    peak = max(learning_rate_at(refined, s) for s in range(1000, 5000))
+    assert peak == pytest.approx(REFINE_PEAK * refined.learning_rate, rel=0.01)
+    assert learning_rate_at(refined, 1000) < peak / 10  # warms up again
+    assert learning_rate_at(refined, 4999) < 1e-8
+
+
+def test_a_refined_run_goes_on_from_the_run_it_refines_as_if_trained_straight_through(
+    tmp_path: Path,
+) -> None:
+    images = _images("DB1_B", 3, 1)
+    refined = _tiny_config(2, refine_steps=2)
+    straight = train(images, refined, tmp_path / "straight.pt", "cpu")
+
+    foundation = tmp_path / "base.pt"
+    train(images, _tiny_config(2), foundation, "cpu")
+    resumed = train(images, refined, tmp_path / "refined.pt", "cpu", foundation)
+    assert torch.load(tmp_path / "refined.pt", weights_only=False)["step"] == 4
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_a_refined_run_does_not_start_from_another_runs_checkpoint(tmp_path: Path) -> None:
+    images = _images("DB1_B", 3, 1)
+    refined = _tiny_config(2, refine_steps=1)
+    other = tmp_path / "other.pt"
+    train(images, replace(_tiny_config(2), seed=6), other, "cpu")
+    unfinished = tmp_path / "unfinished.pt"
+    train(images, _tiny_config(1), unfinished, "cpu")  # same recipe, stopped at another step
+    for foundation in (other, unfinished, tmp_path / "missing.pt"):
+        assert resumable_state(refined, tmp_path / "refined.pt", foundation) is None
+    assert resumable_state(_tiny_config(2), tmp_path / "x.pt", other) is None  # nothing to refine
+
+
+def test_refined_runs_get_their_own_checkpoint_named_after_the_one_they_refine(
+    tmp_path: Path,
+) -> None:
+    corpus = write_miniature_corpus(tmp_path / "corpus", ["DB2_B", "DB3_B", "DB4_B"], seed=4)
+    parser = argparse.ArgumentParser()
+    add_recipe_arguments(parser)
+    common = ["--corpus", str(corpus), "--checkpoints", str(tmp_path), "--steps", "50"]
+    plain = prepare(parser.parse_args(common), "DB1_B", "corpus")
+    refined = prepare(parser.parse_args([*common, "--refine-steps", "20"]), "DB1_B", "corpus")
+    assert plain.foundation is None and refined.foundation == plain.checkpoint
+    assert refined.checkpoint != plain.checkpoint and "-s50-r20-" in refined.checkpoint.name
+    assert refined.config.unrefined == plain.config and refined.config.total_steps == 70

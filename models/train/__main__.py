@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     run = prepare(args, args.holdout, args.labels)
     config, raw_train, databases = run.config, run.raw_train, run.config.databases
     raw_held = load_raw_corpus(args.corpus, [args.holdout]) if args.holdout else []
-    model = train(run.images, config, run.checkpoint, device(args.device))
+    model = train(run.images, config, run.checkpoint, device(args.device), run.foundation)
     if args.no_export:
         return
 

@@ -26,10 +26,10 @@ from models.train.loop import (
     TrainConfig,
     learning_rate_at,
     losses,
+    resumable_state,
     resume_generator,
     sampling_weights,
     save_checkpoint,
-    written_by,
 )
 from models.train.net import MinutiaeNet
 
@@ -88,8 +88,11 @@ def train_together(
     runs: list[tuple[list[LabelledImage], TrainConfig, Path]],
     device: torch.device | str,
     trained_with: str = "models.train.grouped",
+    foundations: list[Path | None] | None = None,
 ) -> list[MinutiaeNet]:
     """Train every (images, config, checkpoint) run at once; resumes when all stopped together.
+
+    ``foundations`` are, for refined runs, the finished checkpoints of the runs they refine.
 
     ``trained_with`` (the sweep's command, say) goes into every checkpoint, and from there into
     the manifest of a model exported from it.
@@ -125,9 +128,10 @@ def train_together(
     optimiser = torch.optim.AdamW(model.parameters(), lr=shared["learning_rate"], weight_decay=1e-4)
     generator = torch.Generator(device=device)
     generator.manual_seed(shared["seed"])
-    start = _resume(runs, model, optimiser, generator)
+    start = _resume(runs, foundations or [None] * models, model, optimiser, generator)
 
-    steps, batch_size, crop = shared["steps"], shared["batch_size"], shared["crop"]
+    steps = configs[0].total_steps
+    batch_size, crop = shared["batch_size"], shared["crop"]
     augmentation = shared["augmentation"]
     model.train()
     progress = tqdm(range(start, steps), initial=start, total=steps, mininterval=30)
@@ -178,18 +182,16 @@ def _save(
 
 def _resume(
     runs: list[tuple[list[LabelledImage], TrainConfig, Path]],
+    foundations: list[Path | None],
     model: MinutiaeNet,
     optimiser: torch.optim.Optimizer,
     generator: torch.Generator,
 ) -> int:
-    """The step to go on from: every run's checkpoint, from this config, at the same step."""
+    """The step to go on from: every run's saved state (see resumable_state), at the same step."""
     states = []
-    for _, config, checkpoint in runs:
-        if not checkpoint.exists():
-            return 0
-        state = torch.load(checkpoint, weights_only=False, map_location="cpu")
-        if not written_by(config, state["config"]):
-            tqdm.write(f"ignoring {checkpoint}: written by a different configuration")
+    for (_, config, checkpoint), foundation in zip(runs, foundations, strict=True):
+        state = resumable_state(config, checkpoint, foundation)
+        if state is None:
             return 0
         states.append(state)
     if len({s["step"] for s in states}) != 1:

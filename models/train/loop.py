@@ -1,9 +1,10 @@
-"""The training loop: seeded batches, a warm-up + cosine schedule, resumable checkpoints."""
+"""The training loop: seeded batches, a warm-up + cosine schedule (optionally followed by a
+shorter refining cycle), resumable checkpoints."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, get_args
 
@@ -20,6 +21,10 @@ from models.train.net import MinutiaeNet
 
 PRESENCE_POS_WEIGHT = 4.0  # about 2% of cells hold a minutia
 WARMUP_STEPS = 200
+# The refining cycle restarts the schedule at this share of the peak rate, after a short warm-up
+# (the optimiser's moments carry over, so it needs less than a fresh start).
+REFINE_PEAK = 0.3
+REFINE_WARMUP_STEPS = 100
 CHECKPOINT_EVERY = 250
 TRAIN_BACKGROUNDS: tuple[Background, ...] = get_args(Background)
 
@@ -40,6 +45,18 @@ class TrainConfig:
     # What the training images look like: as captured, or with the background divided out
     # (edge.preprocess.flatten_background) before augmentation.
     background: Background = "as_captured"
+    # Steps of a second, shorter cosine cycle after ``steps``. The first ``steps`` steps are the
+    # same as the run without it, so a refined run starts from that run's finished checkpoint.
+    refine_steps: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + self.refine_steps
+
+    @property
+    def unrefined(self) -> TrainConfig:
+        """The run this one refines (itself when it has no refining cycle)."""
+        return replace(self, refine_steps=0)
 
 
 def written_by(config: TrainConfig, saved: dict[str, Any]) -> bool:
@@ -76,6 +93,28 @@ def save_checkpoint(
     partial = path.with_suffix(".tmp")
     torch.save(state, partial)
     partial.replace(path)
+
+
+def resumable_state(
+    config: TrainConfig, checkpoint: Path, foundation: Path | None = None
+) -> dict[str, Any] | None:
+    """The saved state a run goes on from, or None to start afresh.
+
+    Its own checkpoint when ``config`` wrote it; otherwise, for a refined run, ``foundation``
+    when the run it refines wrote it and finished there.
+    """
+    if checkpoint.exists():
+        state: dict[str, Any] = torch.load(checkpoint, weights_only=False, map_location="cpu")
+        if written_by(config, state["config"]):
+            return state
+        tqdm.write(f"ignoring {checkpoint}: written by a different configuration")
+    if config.refine_steps and foundation is not None and foundation.exists():
+        state = torch.load(foundation, weights_only=False, map_location="cpu")
+        if written_by(config.unrefined, state["config"]) and state["step"] == config.steps:
+            tqdm.write(f"refining {foundation}")
+            return state
+        tqdm.write(f"ignoring {foundation}: not the finished run this one refines")
+    return None
 
 
 def resume_generator(generator: torch.Generator, saved: dict[str, Any], seed: int) -> None:
@@ -133,8 +172,13 @@ LOSS_WEIGHTS = {"presence": 1.0, "foreground": 0.5, "offset": 2.0, "direction": 
 
 
 def learning_rate_at(config: TrainConfig, step: int) -> float:
-    warm = min(1.0, (step + 1) / WARMUP_STEPS)
-    return config.learning_rate * warm * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+    if step < config.steps:
+        warm = min(1.0, (step + 1) / WARMUP_STEPS)
+        return config.learning_rate * warm * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+    into = step - config.steps
+    warm = min(1.0, (into + 1) / REFINE_WARMUP_STEPS)
+    cosine = 0.5 * (1 + math.cos(math.pi * into / config.refine_steps))
+    return config.learning_rate * REFINE_PEAK * warm * cosine
 
 
 def sampling_weights(images: list[LabelledImage], synthetic_fraction: float) -> NDArray[np.float64]:
@@ -153,8 +197,10 @@ def train(
     config: TrainConfig,
     checkpoint: Path,
     device: torch.device | str = "cpu",
+    foundation: Path | None = None,
 ) -> MinutiaeNet:
-    """Train on ``device`` (resuming from ``checkpoint`` when the same config wrote it).
+    """Train on ``device`` (resuming from ``checkpoint`` when the same config wrote it, or for a
+    refined run from ``foundation``, the finished checkpoint of the run it refines).
 
     The device is not part of the config: a run resumes anywhere, though CPU and GPU arithmetic
     differ, so only the same device reproduces a run bit for bit.
@@ -168,17 +214,15 @@ def train(
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     start = 0
-    if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False, map_location=device)
-        if written_by(config, state["config"]):
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
-            resume_generator(generator, state, config.seed)
-            start = state["step"]
-        else:
-            tqdm.write(f"ignoring {checkpoint}: written by a different configuration")
+    state = resumable_state(config, checkpoint, foundation)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        resume_generator(generator, state, config.seed)
+        start = state["step"]
     model.train()
-    progress = tqdm(range(start, config.steps), initial=start, total=config.steps, mininterval=30)
+    total_steps = config.total_steps
+    progress = tqdm(range(start, total_steps), initial=start, total=total_steps, mininterval=30)
     running: dict[str, torch.Tensor] = {}
     for step in progress:
         for group in optimiser.param_groups:
@@ -193,7 +237,7 @@ def train(
         with torch.no_grad():  # kept on the device: reading a value each step would stall a GPU
             for k, v in parts.items():
                 running[k] = 0.98 * running.get(k, v) + 0.02 * v
-        if (step + 1) % CHECKPOINT_EVERY == 0 or step + 1 == config.steps:
+        if (step + 1) % CHECKPOINT_EVERY == 0 or step + 1 == total_steps:
             save_checkpoint(
                 checkpoint, config, model.state_dict(), optimiser.state_dict(), generator, step + 1
             )

@@ -36,6 +36,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every run of a sweep shares (and a single run has too)."""
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument(
+        "--refine-steps",
+        type=int,
+        default=0,
+        help="a second, shorter learning-rate cycle after --steps; starts from the finished "
+        "checkpoint of the same run without it when there is one",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--crop", type=int, default=160)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
@@ -73,6 +80,7 @@ class Run:
     images: list[LabelledImage]  # what it is taught: 500 ppi, its label source, any synthetic
     config: TrainConfig
     checkpoint: Path
+    foundation: Path | None  # for a refined run, the checkpoint of the run it refines
 
 
 def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
@@ -105,16 +113,24 @@ def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
         synthetic_fraction=args.synthetic_fraction if args.synthetic else 0.0,
         augmentation=args.augmentation,
         background=args.train_background,
+        refine_steps=args.refine_steps,
     )
     flat = "-flat" if args.train_background == "flattened" else ""  # older names stay valid
-    name = (
-        f"{holdout or 'all'}-{labels}-syn{args.synthetic}-{args.augmentation}{flat}"
-        f"-w{args.width}-b{args.batch_size}-s{args.steps}-seed{args.seed}"
-    )
+
+    def checkpoint(refine: int) -> Path:
+        steps = f"s{args.steps}" + (f"-r{refine}" if refine else "")
+        name = (
+            f"{holdout or 'all'}-{labels}-syn{args.synthetic}-{args.augmentation}{flat}"
+            f"-w{args.width}-b{args.batch_size}-{steps}-seed{args.seed}"
+        )
+        folder: Path = args.checkpoints
+        return folder / f"{name}.pt"
+
     images = [to_target_ppi(r) for r in taught]
     if args.train_background == "flattened":
         images = [replace(i, pixels=_flattened(i.pixels)) for i in images]
-    return Run(raw_train, images, config, args.checkpoints / f"{name}.pt")
+    foundation = checkpoint(0) if args.refine_steps else None
+    return Run(raw_train, images, config, checkpoint(args.refine_steps), foundation)
 
 
 def _flattened(pixels: NDArray[np.uint8]) -> NDArray[np.uint8]:

@@ -57,7 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     runs = [prepare(args, holdout, labels) for holdout, labels in args.run]
     command = "python -m models.train.sweep " + shlex.join(sys.argv[1:] if argv is None else argv)
-    train_together([(r.images, r.config, r.checkpoint) for r in runs], device(args.device), command)
+    train_together(
+        [(r.images, r.config, r.checkpoint) for r in runs],
+        device(args.device),
+        command,
+        foundations=[r.foundation for r in runs],
+    )
     print("export and tune each run with:")
     for command in export_commands(args):
         print("  " + command)
@@ -67,7 +72,16 @@ def export_commands(args: argparse.Namespace) -> list[str]:
     """For each run, the ``python -m models.train`` command that finds its checkpoint."""
     shared = [
         f"--{name.replace('_', '-')}={getattr(args, name)}"
-        for name in ("steps", "batch_size", "crop", "learning_rate", "width", "seed", "synthetic")
+        for name in (
+            "steps",
+            "refine_steps",
+            "batch_size",
+            "crop",
+            "learning_rate",
+            "width",
+            "seed",
+            "synthetic",
+        )
     ]
     shared += [f"--augmentation={args.augmentation}", f"--train-background={args.train_background}"]
     if args.synthetic:
@@ -80,6 +94,7 @@ def export_commands(args: argparse.Namespace) -> list[str]:
         options += ["--checkpoints", str(args.checkpoints)]
         commands.append("python -m models.train " + shlex.join(options + shared))
     return commands
+
 
 if __name__ == "__main__":
     main()
