@@ -257,8 +257,14 @@ def test_a_refined_run_goes_on_from_the_run_it_refines_as_if_trained_straight_th
 
     foundation = tmp_path / "base.pt"
     train(images, _tiny_config(2), foundation, "cpu")
+    base = torch.load(foundation, weights_only=False)
+    torch.save({**base, "trained_with": "a sweep on a GPU"}, foundation)
     resumed = train(images, refined, tmp_path / "refined.pt", "cpu", foundation)
-    assert torch.load(tmp_path / "refined.pt", weights_only=False)["step"] == 4
+    saved = torch.load(tmp_path / "refined.pt", weights_only=False)
+    assert saved["step"] == 4
+    assert saved["trained_with"] == (
+        "steps 1-2: a sweep on a GPU; steps 3-4: a single run (python -m models.train)"
+    )
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
 
@@ -287,3 +293,21 @@ def test_refined_runs_get_their_own_checkpoint_named_after_the_one_they_refine(
     assert plain.foundation is None and refined.foundation == plain.checkpoint
     assert refined.checkpoint != plain.checkpoint and "-s50-r20-" in refined.checkpoint.name
     assert refined.config.unrefined == plain.config and refined.config.total_steps == 70
+
+
+def test_a_sweep_that_refines_finished_runs_says_which_steps_it_trained(tmp_path: Path) -> None:
+    images = _images("DB1_B", 3, 1)
+    foundations = [tmp_path / "a.pt", tmp_path / "b.pt"]
+    plain = [_tiny_config(2), replace(_tiny_config(2), databases=("DB2_B",))]
+    train_together([(images, c, f) for c, f in zip(plain, foundations, strict=True)], "cpu", "S1")
+    refined = [replace(c, refine_steps=1) for c in plain]
+    checkpoints = [tmp_path / "a-r1.pt", tmp_path / "b-r1.pt"]
+    runs = [(images, c, k) for c, k in zip(refined, checkpoints, strict=True)]
+    train_together(runs, "cpu", "S2", foundations=list(foundations))
+    for checkpoint in checkpoints:
+        saved = torch.load(checkpoint, weights_only=False)
+        assert saved["step"] == 3
+        assert saved["trained_with"] == (
+            "steps 1-2: S1 (2 runs as one grouped network, cpu); "
+            "steps 3-3: S2 (2 runs as one grouped network, cpu)"
+        )

@@ -24,6 +24,7 @@ from models.train.loop import (
     CHECKPOINT_EVERY,
     LOSS_WEIGHTS,
     TrainConfig,
+    carried_history,
     learning_rate_at,
     losses,
     resumable_state,
@@ -128,7 +129,11 @@ def train_together(
     optimiser = torch.optim.AdamW(model.parameters(), lr=shared["learning_rate"], weight_decay=1e-4)
     generator = torch.Generator(device=device)
     generator.manual_seed(shared["seed"])
-    start = _resume(runs, foundations or [None] * models, model, optimiser, generator)
+    kind = generator.device.type
+    described = f"{trained_with} ({models} runs as one grouped network, {kind})"
+    start, histories = _resume(
+        runs, foundations or [None] * models, model, optimiser, generator, described
+    )
 
     steps = configs[0].total_steps
     batch_size, crop = shared["batch_size"], shared["crop"]
@@ -148,7 +153,7 @@ def train_together(
         total.backward()  # type: ignore[union-attr]
         optimiser.step()
         if (step + 1) % CHECKPOINT_EVERY == 0 or step + 1 == steps:
-            _save(runs, model, optimiser, generator, step + 1, trained_with)
+            _save(runs, model, optimiser, generator, step + 1, histories)
             summary = {k: float(v.detach().mean()) for k, v in parts.items()}
             tqdm.write(f"step {step + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in summary.items()))
     model.eval()
@@ -166,17 +171,15 @@ def _save(
     optimiser: torch.optim.Optimizer,
     generator: torch.Generator,
     step: int,
-    trained_with: str,
+    histories: list[str],
 ) -> None:
     states = split({k: v.cpu() for k, v in model.state_dict().items()}, len(runs))
     optimisers = _split_optimiser(optimiser.state_dict(), len(runs))
-    kind = generator.device.type
-    described = f"{trained_with} ({len(runs)} runs as one grouped network, {kind})"
-    for (_, config, checkpoint), state, optimiser_state in zip(
-        runs, states, optimisers, strict=True
+    for (_, config, checkpoint), state, optimiser_state, history in zip(
+        runs, states, optimisers, histories, strict=True
     ):
         save_checkpoint(
-            checkpoint, config, state, optimiser_state, generator, step, trained_with=described
+            checkpoint, config, state, optimiser_state, generator, step, trained_with=history
         )
 
 
@@ -186,19 +189,26 @@ def _resume(
     model: MinutiaeNet,
     optimiser: torch.optim.Optimizer,
     generator: torch.Generator,
-) -> int:
-    """The step to go on from: every run's saved state (see resumable_state), at the same step."""
+    described: str,
+) -> tuple[int, list[str]]:
+    """The step to go on from (every run's saved state, see resumable_state, at the same step)
+    and each run's ``trained_with`` (see carried_history)."""
+    afresh = 0, [described] * len(runs)
     states = []
     for (_, config, checkpoint), foundation in zip(runs, foundations, strict=True):
         state = resumable_state(config, checkpoint, foundation)
         if state is None:
-            return 0
+            return afresh
         states.append(state)
     if len({s["step"] for s in states}) != 1:
         tqdm.write("the runs' checkpoints stopped at different steps; starting again")
-        return 0
+        return afresh
     model.load_state_dict(join([s["model"] for s in states]))
     optimiser.load_state_dict(_join_optimiser([s["optimiser"] for s in states]))
     resume_generator(generator, states[0], runs[0][1].seed)
     step: int = states[0]["step"]
-    return step
+    histories = [
+        carried_history(config, state, described) or described
+        for (_, config, _), state in zip(runs, states, strict=True)
+    ]
+    return step, histories

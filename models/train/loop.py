@@ -117,6 +117,29 @@ def resumable_state(
     return None
 
 
+SINGLE_RUN = "a single run (python -m models.train)"
+
+
+def carried_history(
+    config: TrainConfig, state: dict[str, Any] | None, here: str | None
+) -> str | None:
+    """What trained a run's weights (``trained_with`` in its checkpoints, then its manifest).
+
+    ``here`` is what trains it now (None: a single run, which its manifest's command says). A
+    run keeps the history of the checkpoint it goes on from; a refined run starting from the
+    run it refines says which steps each trainer made.
+    """
+    if state is None:
+        return here
+    before: str | None = state.get("trained_with")
+    if written_by(config, state["config"]):  # its own checkpoint
+        return before or here
+    return (
+        f"steps 1-{config.steps}: {before or SINGLE_RUN}; "
+        f"steps {config.steps + 1}-{config.total_steps}: {here or SINGLE_RUN}"
+    )
+
+
 def resume_generator(generator: torch.Generator, saved: dict[str, Any], seed: int) -> None:
     """Carry a checkpoint's random stream over, or start a fresh one where it cannot be."""
     if saved.get("generator_device") == generator.device.type:
@@ -215,6 +238,7 @@ def train(
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     start = 0
     state = resumable_state(config, checkpoint, foundation)
+    history = carried_history(config, state, None)
     if state is not None:
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
@@ -239,7 +263,13 @@ def train(
                 running[k] = 0.98 * running.get(k, v) + 0.02 * v
         if (step + 1) % CHECKPOINT_EVERY == 0 or step + 1 == total_steps:
             save_checkpoint(
-                checkpoint, config, model.state_dict(), optimiser.state_dict(), generator, step + 1
+                checkpoint,
+                config,
+                model.state_dict(),
+                optimiser.state_dict(),
+                generator,
+                step + 1,
+                trained_with=history,
             )
             summary = {k: float(v) for k, v in running.items()}
             progress.set_postfix({k: f"{v:.3f}" for k, v in summary.items()}, refresh=False)
