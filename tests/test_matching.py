@@ -152,6 +152,37 @@ def test_empty_and_tiny_templates_score_zero(print_minutiae: list[Minutia], coun
     assert compare(tiny, tiny) == 0.0
 
 
+def with_quality(minutiae: list[Minutia], quality: int) -> list[Minutia]:
+    return [Minutia(m.x, m.y, m.angle, m.kind, quality) for m in minutiae]
+
+
+def test_spurious_minutiae_of_low_quality_disturb_the_score_less(
+    print_minutiae: list[Minutia],
+) -> None:
+    rng = np.random.default_rng(8)
+    spurious = [
+        Minutia(float(x), float(y), float(a), MinutiaKind.ENDING, 0)
+        for x, y, a in zip(
+            rng.uniform(20, 280, 25), rng.uniform(20, 380, 25), rng.uniform(0, 360, 25), strict=True
+        )
+    ]
+    clean = MccTemplate.build(with_quality(print_minutiae, 90))
+    genuine = with_quality(rotated(print_minutiae, 10.0, 5.0, -4.0), 90)
+    doubtful = MccTemplate.build(genuine + with_quality(rotated(spurious, 10.0, 5.0, -4.0), 20))
+    confident = MccTemplate.build(genuine + with_quality(rotated(spurious, 10.0, 5.0, -4.0), 90))
+    assert compare(clean, doubtful) > compare(clean, confident) + 0.05
+
+
+def test_a_template_without_qualities_weighs_every_minutia_fully(
+    print_minutiae: list[Minutia],
+) -> None:
+    unreported = MccTemplate.build(with_quality(print_minutiae, 0))
+    full = MccTemplate.build(with_quality(print_minutiae, 100))
+    halved = MccTemplate.build(with_quality(print_minutiae, 50))
+    assert np.array_equal(unreported.values, full.values)
+    assert not np.array_equal(halved.values, full.values)
+
+
 def test_unusable_input_is_refused_with_a_reason() -> None:
     good = Minutia(10.0, 10.0, 0.0, MinutiaKind.ENDING, 0)
     with pytest.raises(ValueError, match="ppi"):
@@ -160,6 +191,8 @@ def test_unusable_input_is_refused_with_a_reason() -> None:
         MccTemplate.build([good, Minutia(math.nan, 1.0, 0.0, MinutiaKind.ENDING, 0)])
     with pytest.raises(ValueError, match="2-D"):
         MccTemplate.build([good], foreground=np.ones(5, dtype=bool))
+    with pytest.raises(ValueError, match=r"0\.\.100"):
+        MccTemplate.build([good, Minutia(1.0, 1.0, 0.0, MinutiaKind.ENDING, 101)])
     with pytest.raises(ValueError, match="256 minutiae"):
         MccTemplate.build([good] * 256)
 
