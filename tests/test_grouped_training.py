@@ -311,3 +311,18 @@ def test_a_sweep_that_refines_finished_runs_says_which_steps_it_trained(tmp_path
             "steps 1-2: S1 (2 runs as one grouped network, cpu); "
             "steps 3-3: S2 (2 runs as one grouped network, cpu)"
         )
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--steps", "0"), ("--refine-steps", "-1"), ("--batch-size", "0"), ("--synthetic", "-3")],
+)
+def test_a_recipe_count_below_its_minimum_is_refused_by_name(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_recipe_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--corpus", "c", option, value])
+    error = capsys.readouterr().err
+    assert option in error and "must be at least" in error

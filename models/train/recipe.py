@@ -7,6 +7,7 @@ Shared by ``python -m models.train`` (one run, then export) and ``python -m mode
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,24 +33,39 @@ LABEL_SOURCES = {
 }
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer no smaller than ``minimum``."""
+
+    def integer(text: str) -> int:
+        value = int(text)  # a ValueError becomes argparse's "invalid integer value"
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return integer
+
+
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every run of a sweep shares (and a single run has too)."""
     parser.add_argument("--corpus", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--steps", type=_at_least(1), default=6000)
     parser.add_argument(
         "--refine-steps",
-        type=int,
+        type=_at_least(0),
         default=0,
         help="a second, shorter learning-rate cycle after --steps; starts from the finished "
         "checkpoint of the same run without it when there is one",
     )
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--crop", type=int, default=160)
+    parser.add_argument("--batch-size", type=_at_least(1), default=32)
+    parser.add_argument("--crop", type=_at_least(8), default=160)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
-    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--width", type=_at_least(1), default=64)
     parser.add_argument("--seed", type=int, default=20021)
     parser.add_argument(
-        "--synthetic", type=int, default=0, help="synthetic impressions to mix in (0: none)"
+        "--synthetic",
+        type=_at_least(0),
+        default=0,
+        help="synthetic impressions to mix in (0: none)",
     )
     parser.add_argument("--synthetic-fraction", type=float, default=0.3)
     parser.add_argument("--augmentation", choices=AUGMENTATIONS, default="basic")
