@@ -214,7 +214,7 @@ def test_flattened_training_images_get_their_own_checkpoint(tmp_path: Path) -> N
 def test_a_sweeps_export_commands_find_the_checkpoints_it_wrote(tmp_path: Path) -> None:
     corpus = write_miniature_corpus(tmp_path / "corpus", ["DB1_B", "DB2_B", "DB3_B", "DB4_B"], 4)
     recipe = ["--width", "8", "--augmentation", "strong", "--train-background", "flattened"]
-    recipe += ["--steps", "30", "--refine-steps", "10"]
+    recipe += ["--steps", "30", "--refine-steps", "10", "--refine-cycles", "2"]
     runs = ["--run", "DB3_B:corpus", "--run", "all:corpus"]
     where = ["--corpus", str(corpus), "--checkpoints", str(tmp_path / "elsewhere")]
     args = sweep.argument_parser().parse_args([*where, *recipe, *runs])
@@ -230,10 +230,10 @@ def test_a_sweeps_export_commands_find_the_checkpoints_it_wrote(tmp_path: Path) 
         assert again.config == swept.config
 
 
-def _tiny_config(steps: int, refine_steps: int = 0) -> TrainConfig:
+def _tiny_config(steps: int, refine_steps: int = 0, cycles: int = 1) -> TrainConfig:
     return TrainConfig(
         steps, 2, 32, 1e-3, 5, WIDTH, ("DB1_B",), "corpus", 0, 0.0, "basic",
-        refine_steps=refine_steps,
+        refine_steps=refine_steps, refine_cycles=cycles,
     )  # fmt: skip
 
 
@@ -246,6 +246,17 @@ def test_the_refining_cycle_restarts_the_rate_lower_and_leaves_the_first_cycle_a
     assert peak == pytest.approx(REFINE_PEAK * refined.learning_rate, rel=0.01)
     assert learning_rate_at(refined, 1000) < peak / 10  # warms up again
     assert learning_rate_at(refined, 4999) < 1e-8
+
+
+def test_every_refining_cycle_repeats_the_first_one() -> None:
+    once, thrice = _tiny_config(1000, 400), _tiny_config(1000, 400, cycles=3)
+    assert thrice.total_steps == 2200
+    for step in range(1400):
+        assert learning_rate_at(thrice, step) == learning_rate_at(once, step)
+    for into in range(400):
+        first = learning_rate_at(thrice, 1000 + into)
+        assert learning_rate_at(thrice, 1400 + into) == first
+        assert learning_rate_at(thrice, 1800 + into) == first
 
 
 def test_a_refined_run_goes_on_from_the_run_it_refines_as_if_trained_straight_through(
@@ -267,6 +278,29 @@ def test_a_refined_run_goes_on_from_the_run_it_refines_as_if_trained_straight_th
     )
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_another_refining_cycle_goes_on_from_the_run_with_one_cycle_fewer(
+    tmp_path: Path,
+) -> None:
+    images = _images("DB1_B", 3, 1)
+    twice = _tiny_config(2, refine_steps=2, cycles=2)
+    straight = train(images, twice, tmp_path / "straight.pt", "cpu")
+
+    foundation = tmp_path / "once.pt"
+    train(images, _tiny_config(2, refine_steps=2), foundation, "cpu")
+    once = torch.load(foundation, weights_only=False)
+    earlier = "steps 1-2: a sweep on a GPU; steps 3-4: a single run (python -m models.train)"
+    torch.save({**once, "trained_with": earlier}, foundation)
+    resumed = train(images, twice, tmp_path / "twice.pt", "cpu", foundation)
+    saved = torch.load(tmp_path / "twice.pt", weights_only=False)
+    assert saved["step"] == 6
+    assert saved["trained_with"] == earlier + "; steps 5-6: a single run (python -m models.train)"
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    # The unrefined run is not what a second cycle goes on from.
+    train(images, _tiny_config(2), tmp_path / "plain.pt", "cpu")
+    assert resumable_state(twice, tmp_path / "none.pt", tmp_path / "plain.pt") is None
 
 
 def test_a_refined_run_does_not_start_from_another_runs_checkpoint(tmp_path: Path) -> None:
@@ -292,7 +326,16 @@ def test_refined_runs_get_their_own_checkpoint_named_after_the_one_they_refine(
     refined = prepare(parser.parse_args([*common, "--refine-steps", "20"]), "DB1_B", "corpus")
     assert plain.foundation is None and refined.foundation == plain.checkpoint
     assert refined.checkpoint != plain.checkpoint and "-s50-r20-" in refined.checkpoint.name
-    assert refined.config.unrefined == plain.config and refined.config.total_steps == 70
+    assert refined.config.previous == plain.config and refined.config.total_steps == 70
+    twice = prepare(
+        parser.parse_args([*common, "--refine-steps", "20", "--refine-cycles", "2"]),
+        "DB1_B",
+        "corpus",
+    )
+    assert twice.foundation == refined.checkpoint and "-s50-r20x2-" in twice.checkpoint.name
+    assert twice.config.previous == refined.config and twice.config.total_steps == 90
+    with pytest.raises(ValueError, match="--refine-cycles 2 needs --refine-steps"):
+        prepare(parser.parse_args([*common, "--refine-cycles", "2"]), "DB1_B", "corpus")
 
 
 def test_a_sweep_that_refines_finished_runs_says_which_steps_it_trained(tmp_path: Path) -> None:
@@ -315,7 +358,13 @@ def test_a_sweep_that_refines_finished_runs_says_which_steps_it_trained(tmp_path
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("--steps", "0"), ("--refine-steps", "-1"), ("--batch-size", "0"), ("--synthetic", "-3")],
+    [
+        ("--steps", "0"),
+        ("--refine-steps", "-1"),
+        ("--refine-cycles", "0"),
+        ("--batch-size", "0"),
+        ("--synthetic", "-3"),
+    ],
 )
 def test_a_recipe_count_below_its_minimum_is_refused_by_name(
     option: str, value: str, capsys: pytest.CaptureFixture[str]

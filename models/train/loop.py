@@ -45,18 +45,22 @@ class TrainConfig:
     # What the training images look like: as captured, or with the background divided out
     # (edge.preprocess.flatten_background) before augmentation.
     background: Background = "as_captured"
-    # Steps of a second, shorter cosine cycle after ``steps``. The first ``steps`` steps are the
-    # same as the run without it, so a refined run starts from that run's finished checkpoint.
+    # Steps of a shorter cosine cycle after ``steps``, run ``refine_cycles`` times. Every step
+    # is the same as in the run with one cycle fewer, so a refined run starts from that run's
+    # finished checkpoint.
     refine_steps: int = 0
+    refine_cycles: int = 1
 
     @property
     def total_steps(self) -> int:
-        return self.steps + self.refine_steps
+        return self.steps + self.refine_steps * self.refine_cycles
 
     @property
-    def unrefined(self) -> TrainConfig:
-        """The run this one refines (itself when it has no refining cycle)."""
-        return replace(self, refine_steps=0)
+    def previous(self) -> TrainConfig:
+        """The run this one goes on from: one refining cycle fewer (itself when it has none)."""
+        if self.refine_steps and self.refine_cycles > 1:
+            return replace(self, refine_cycles=self.refine_cycles - 1)
+        return replace(self, refine_steps=0, refine_cycles=1)
 
 
 def written_by(config: TrainConfig, saved: dict[str, Any]) -> bool:
@@ -101,7 +105,7 @@ def resumable_state(
     """The saved state a run goes on from, or None to start afresh.
 
     Its own checkpoint when ``config`` wrote it; otherwise, for a refined run, ``foundation``
-    when the run it refines wrote it and finished there.
+    when the run it goes on from (:attr:`TrainConfig.previous`) wrote it and finished there.
     """
     if checkpoint.exists():
         state: dict[str, Any] = torch.load(checkpoint, weights_only=False, map_location="cpu")
@@ -110,7 +114,8 @@ def resumable_state(
         tqdm.write(f"ignoring {checkpoint}: written by a different configuration")
     if config.refine_steps and foundation is not None and foundation.exists():
         state = torch.load(foundation, weights_only=False, map_location="cpu")
-        if written_by(config.unrefined, state["config"]) and state["step"] == config.steps:
+        previous = config.previous
+        if written_by(previous, state["config"]) and state["step"] == previous.total_steps:
             tqdm.write(f"refining {foundation}")
             return state
         tqdm.write(f"ignoring {foundation}: not the finished run this one refines")
@@ -118,6 +123,7 @@ def resumable_state(
 
 
 SINGLE_RUN = "a single run (python -m models.train)"
+_STEPS = "steps "
 
 
 def carried_history(
@@ -127,17 +133,18 @@ def carried_history(
 
     ``here`` is what trains it now (None: a single run, which its manifest's command says). A
     run keeps the history of the checkpoint it goes on from; a refined run starting from the
-    run it refines says which steps each trainer made.
+    run before it says which steps each trainer made.
     """
     if state is None:
         return here
     before: str | None = state.get("trained_with")
     if written_by(config, state["config"]):  # its own checkpoint
         return before or here
-    return (
-        f"steps 1-{config.steps}: {before or SINGLE_RUN}; "
-        f"steps {config.steps + 1}-{config.total_steps}: {here or SINGLE_RUN}"
-    )
+    done = config.previous.total_steps
+    earlier = before or SINGLE_RUN
+    if not earlier.startswith(_STEPS):  # not yet split by trainer
+        earlier = f"{_STEPS}1-{done}: {earlier}"
+    return f"{earlier}; {_STEPS}{done + 1}-{config.total_steps}: {here or SINGLE_RUN}"
 
 
 def resume_generator(generator: torch.Generator, saved: dict[str, Any], seed: int) -> None:
@@ -198,7 +205,7 @@ def learning_rate_at(config: TrainConfig, step: int) -> float:
     if step < config.steps:
         warm = min(1.0, (step + 1) / WARMUP_STEPS)
         return config.learning_rate * warm * 0.5 * (1 + math.cos(math.pi * step / config.steps))
-    into = step - config.steps
+    into = (step - config.steps) % config.refine_steps
     warm = min(1.0, (into + 1) / REFINE_WARMUP_STEPS)
     cosine = 0.5 * (1 + math.cos(math.pi * into / config.refine_steps))
     return config.learning_rate * REFINE_PEAK * warm * cosine

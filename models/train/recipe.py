@@ -56,6 +56,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         help="a second, shorter learning-rate cycle after --steps; starts from the finished "
         "checkpoint of the same run without it when there is one",
     )
+    parser.add_argument(
+        "--refine-cycles",
+        type=_at_least(1),
+        default=1,
+        help="how many --refine-steps cycles; starts from the finished checkpoint of the same "
+        "run with one cycle fewer when there is one",
+    )
     parser.add_argument("--batch-size", type=_at_least(1), default=32)
     parser.add_argument("--crop", type=_at_least(8), default=160)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
@@ -96,7 +103,7 @@ class Run:
     images: list[LabelledImage]  # what it is taught: 500 ppi, its label source, any synthetic
     config: TrainConfig
     checkpoint: Path
-    foundation: Path | None  # for a refined run, the checkpoint of the run it refines
+    foundation: Path | None  # for a refined run, the checkpoint of the run it goes on from
 
 
 def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
@@ -104,6 +111,8 @@ def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
     if labels not in LABEL_SOURCES:
         expected = sorted(LABEL_SOURCES)
         raise ValueError(f"unknown label source {labels!r}; expected one of {expected}")
+    if args.refine_cycles > 1 and not args.refine_steps:
+        raise ValueError(f"--refine-cycles {args.refine_cycles} needs --refine-steps")
     if holdout is not None and holdout not in DATABASE_PPI:
         raise ValueError(f"unknown database {holdout!r}; expected one of {sorted(DATABASE_PPI)}")
     databases = tuple(d for d in sorted(DATABASE_PPI) if d != holdout)
@@ -130,11 +139,15 @@ def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
         augmentation=args.augmentation,
         background=args.train_background,
         refine_steps=args.refine_steps,
+        refine_cycles=args.refine_cycles,
     )
     flat = "-flat" if args.train_background == "flattened" else ""  # older names stay valid
 
-    def checkpoint(refine: int) -> Path:
-        steps = f"s{args.steps}" + (f"-r{refine}" if refine else "")
+    def checkpoint(run: TrainConfig) -> Path:
+        steps = f"s{run.steps}"
+        if run.refine_steps:
+            cycles = f"x{run.refine_cycles}" if run.refine_cycles > 1 else ""
+            steps += f"-r{run.refine_steps}{cycles}"
         name = (
             f"{holdout or 'all'}-{labels}-syn{args.synthetic}-{args.augmentation}{flat}"
             f"-w{args.width}-b{args.batch_size}-{steps}-seed{args.seed}"
@@ -145,8 +158,8 @@ def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
     images = [to_target_ppi(r) for r in taught]
     if args.train_background == "flattened":
         images = [replace(i, pixels=_flattened(i.pixels)) for i in images]
-    foundation = checkpoint(0) if args.refine_steps else None
-    return Run(raw_train, images, config, checkpoint(args.refine_steps), foundation)
+    foundation = checkpoint(config.previous) if config.refine_steps else None
+    return Run(raw_train, images, config, checkpoint(config), foundation)
 
 
 def _flattened(pixels: NDArray[np.uint8]) -> NDArray[np.uint8]:

@@ -75,6 +75,7 @@ def export_commands(args: argparse.Namespace) -> list[str]:
         for name in (
             "steps",
             "refine_steps",
+            "refine_cycles",
             "batch_size",
             "crop",
             "learning_rate",
