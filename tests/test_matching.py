@@ -168,8 +168,9 @@ def test_spurious_minutiae_of_low_quality_disturb_the_score_less(
     ]
     clean = MccTemplate.build(with_quality(print_minutiae, 90))
     genuine = with_quality(rotated(print_minutiae, 10.0, 5.0, -4.0), 90)
-    doubtful = MccTemplate.build(genuine + with_quality(rotated(spurious, 10.0, 5.0, -4.0), 20))
-    confident = MccTemplate.build(genuine + with_quality(rotated(spurious, 10.0, 5.0, -4.0), 90))
+    moved = rotated(spurious, 10.0, 5.0, -4.0)
+    doubtful = MccTemplate.build(genuine + with_quality(moved, 20))
+    confident = MccTemplate.build(genuine + with_quality(moved, 90))
     assert compare(clean, doubtful) > compare(clean, confident) + 0.05
 
 
