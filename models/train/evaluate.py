@@ -89,14 +89,18 @@ def match_pairs(found: list[Minutia], labels: np.ndarray) -> list[tuple[int, int
     return matched
 
 
+def image_score(found: list[Minutia], labels: np.ndarray) -> Score:
+    """One image's minutiae against its label rows (12 px, 30 degrees, one-to-one)."""
+    pairs = match_pairs(found, labels)
+    same = sum(int(found[i].kind) == int(labels[j, 4]) for i, j in pairs)
+    return Score(len(found), len(labels), len(pairs), same)
+
+
 def score(extractor: MinutiaeExtractor, images: list[RawImage]) -> dict[str, Score]:
     """Per database and overall ("all"), in each image's own pixels."""
     totals: dict[str, Score] = {}
     for image in images:
-        found = extractor.extract(image.pixels, image.ppi)
-        pairs = match_pairs(found, image.minutiae)
-        same = sum(int(found[i].kind) == int(image.minutiae[j, 4]) for i, j in pairs)
-        s = Score(len(found), len(image.minutiae), len(pairs), same)
+        s = image_score(extractor.extract(image.pixels, image.ppi), image.minutiae)
         totals[image.database] = totals.get(image.database, Score(0, 0, 0)) + s
     totals["all"] = sum(totals.values(), Score(0, 0, 0))
     return totals

@@ -25,7 +25,7 @@ from edge.matching import MccTemplate
 from edge.minutiae import Minutia
 from edge.templates import best_minutiae
 from hil.fingers import QUALITIES, FingerGenerator, Impression, Quality
-from models.train.evaluate import Score, match_pairs
+from models.train.evaluate import Score, image_score
 from models.train.verification import protocol_pairs, verify
 
 
@@ -76,11 +76,8 @@ def check_condition(
     extracted: list[MccTemplate] = []
     exact: list[MccTemplate] = []
     for impression in captured:
-        labels = _labels(impression.minutiae)
         found = extractor.extract(impression.image, impression.ppi)
-        matched = match_pairs(found, labels)
-        same = sum(int(found[i].kind) == int(labels[j, 4]) for i, j in matched)
-        total = total + Score(len(found), len(labels), len(matched), same)
+        total = total + image_score(found, _labels(impression.minutiae))
         extracted.append(MccTemplate.build(best_minutiae(found), impression.ppi))
         exact.append(MccTemplate.build(best_minutiae(impression.minutiae), impression.ppi))
     pairs = protocol_pairs([(i.finger_id, i.impression_id) for i in captured])
