@@ -35,6 +35,7 @@ from models.train.data import DATABASE_PPI, load_raw_corpus  # noqa: E402
 from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, score, with_threshold  # noqa: E402
 from models.train.export import export_onnx, manifest, write_manifest  # noqa: E402
 from models.train.loop import train  # noqa: E402
+from models.train.net import HalfTurnAverage  # noqa: E402
 from models.train.quantize import INT8_FILE, quantize_from_corpus  # noqa: E402
 from models.train.recipe import (  # noqa: E402
     LABEL_SOURCES,
@@ -46,6 +47,11 @@ from models.train.synthetic import TRUTH_FILE  # noqa: E402
 from models.train.verification import matching_threshold  # noqa: E402
 
 MODEL_FILE = "minutiae.onnx"
+TEST_TIME = {
+    "plain": "the network once",
+    "half-turn": "the network's heads on the image and on the image turned 180 degrees (mapped "
+    "back: cells and offsets mirrored, directions reversed), averaged inside the graph",
+}
 THRESHOLDS = [round(0.05 * i, 2) for i in range(5, 11)]  # 0.25 .. 0.50: where MCC does best
 DECODING = {
     "cell_size": 8,
@@ -71,6 +77,13 @@ def argument_parser() -> argparse.ArgumentParser:
         "independent of --train-background",
     )
     parser.add_argument(
+        "--test-time",
+        choices=sorted(TEST_TIME),
+        default="plain",
+        help="what the exported graph computes: the network once (plain), or its heads averaged "
+        "with those of the image turned 180 degrees (half-turn; twice the inference time)",
+    )
+    parser.add_argument(
         "--no-export",
         action="store_true",
         help="stop once the checkpoint is trained (say, on a GPU box); the same command without "
@@ -91,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_export:
         return
 
-    sha256 = export_onnx(model, args.out / MODEL_FILE)
+    exported = HalfTurnAverage(model) if args.test_time == "half-turn" else model
+    sha256 = export_onnx(exported, args.out / MODEL_FILE)
     parameters = sum(p.numel() for p in model.parameters())
     training = {
         "data": "FVC2002 DB1_B..DB4_B (public B sets), labels: " + LABEL_SOURCES[args.labels],
@@ -105,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         "held_out": args.holdout,
         "config": asdict(config),
         "parameters": parameters,
+        "test_time": TEST_TIME[args.test_time],
         "command": "python -m models.train " + shlex.join(sys.argv[1:] if argv is None else argv),
         "code_commit": code_commit,
     }

@@ -7,17 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from edge.extraction import HEAD_CHANNELS, Background
 from models.train.manifest_file import write_manifest as write_manifest  # its old home
-from models.train.net import CELL, MinutiaeNet
+from models.train.net import CELL
 
 OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAME = "heads"
 
 
-def export_onnx(model: MinutiaeNet, path: Path) -> str:
+def export_onnx(model: nn.Module, path: Path) -> str:
     """Write the model; returns its sha256. Uses the TorchScript exporter (no onnxscript)."""
     model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     model.eval()

@@ -78,3 +78,31 @@ class MinutiaeNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.head(self.features(x))
         return out
+
+
+# Turning the image half a turn moves a minutia to the mirrored cell with both offsets mirrored
+# (sigmoid(-z) = 1 - sigmoid(z)) and its direction reversed; presence, type and foreground are
+# unchanged. Channel order as in edge.extraction.HEAD_CHANNELS.
+HALF_TURN_SIGNS = (1.0, -1.0, -1.0, -1.0, -1.0, 1.0, 1.0)
+
+
+class HalfTurnAverage(nn.Module):
+    """The network's heads averaged over the image and the image turned 180 degrees.
+
+    Trained with rotations of any angle, the network makes partly different mistakes on the two
+    views, so the average keeps the minutiae both agree on and drops many spurious ones. Same
+    input and output as the network it wraps; H and W must be multiples of 8 (as the
+    extractor's padding makes them) so that the turned view's cells line up.
+    """
+
+    def __init__(self, net: MinutiaeNet) -> None:
+        super().__init__()
+        self.net = net
+        self.signs: torch.Tensor
+        self.register_buffer("signs", torch.tensor(HALF_TURN_SIGNS).view(1, HEAD_CHANNELS, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        both = self.net(torch.cat([x, torch.flip(x, dims=(2, 3))]))
+        plain, turned = both[:1], both[1:]
+        out: torch.Tensor = 0.5 * (plain + self.signs * torch.flip(turned, dims=(2, 3)))
+        return out

@@ -1,0 +1,80 @@
+"""The half-turn average: the network's view of the turned image, mapped back, is the same print."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+pytest.importorskip("torch")  # the train extra; the kiosk's own test environment lacks it
+
+import torch
+
+from edge.extraction import DecodingSpec, decode_heads
+from models.train.export import export_onnx
+from models.train.net import HalfTurnAverage, MinutiaeNet
+
+# Everything the network marks at all, anywhere: the test is about geometry, not thresholds.
+EVERYTHING = DecodingSpec(
+    cell_size=8, presence_threshold=0.3, foreground_threshold=0.0, nms_radius=0.0, border_margin=0.0
+)
+
+
+def _network(seed: int) -> MinutiaeNet:
+    torch.manual_seed(seed)
+    net = MinutiaeNet(width=8)
+    bias = net.head.bias
+    assert bias is not None
+    with torch.no_grad():
+        bias[0] = 0.5  # about two cells in three above the threshold
+    return net.eval()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_what_the_network_finds_in_the_turned_image_lands_on_the_same_minutiae_mapped_back(
+    seed: int,
+) -> None:
+    net = _network(seed)
+    image = torch.randn(1, 1, 48, 64)
+    height, width = image.shape[2:]
+    with torch.no_grad():
+        plain = net(image)
+        turned = net(torch.flip(image, dims=(2, 3)))
+        # the average is (plain + turned view mapped back) / 2, so this is the mapped-back view
+        mapped_back = 2 * HalfTurnAverage(net)(image) - plain
+
+    in_turned = decode_heads(turned[0].numpy(), width, height, EVERYTHING)
+    in_original = decode_heads(mapped_back[0].numpy(), width, height, EVERYTHING)
+
+    assert len(in_turned) > 10
+    assert len(in_original) == len(in_turned)
+    found = np.array([(c.x, c.y) for c in in_original])
+    for c in in_turned:
+        x, y = width - 1 - c.x, height - 1 - c.y  # where it lies in the unturned image
+        nearest = int(np.argmin(np.hypot(found[:, 0] - x, found[:, 1] - y)))
+        assert math.hypot(found[nearest, 0] - x, found[nearest, 1] - y) < 1e-3
+        turn = (in_original[nearest].angle - c.angle) % 360.0  # reversed: 180 degrees apart
+        assert abs(turn - 180.0) < 0.01
+
+
+def test_the_average_has_the_networks_input_and_output_shapes() -> None:
+    net = _network(3)
+    image = torch.randn(1, 1, 40, 24)
+    with torch.no_grad():
+        assert HalfTurnAverage(net)(image).shape == net(image).shape == (1, 7, 5, 3)
+
+
+def test_the_exported_graph_computes_the_same_average(tmp_path: Path) -> None:
+    net = _network(4)
+    path = tmp_path / "half.onnx"
+    export_onnx(HalfTurnAverage(net), path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for height, width in ((48, 64), (72, 40)):  # the graph's height and width are free
+        image = torch.randn(1, 1, height, width)
+        with torch.no_grad():
+            expected = HalfTurnAverage(net)(image).numpy()
+        (heads,) = session.run(None, {"image": image.numpy()})
+        np.testing.assert_allclose(heads, expected, atol=1e-4)
