@@ -62,13 +62,13 @@ def _upsample(grid: NDArray[np.float32], factor: int, axis: int) -> NDArray[np.f
     moved = np.moveaxis(grid, axis, 0)
     padded = np.concatenate([moved[:1], moved, moved[-1:]])
     below, centre, above = padded[:-2], padded[1:-1], padded[2:]
-    phases = []
+    out = np.empty((factor * len(moved), *moved.shape[1:]), dtype=grid.dtype)
     for k in range(factor):
         shift = (k + 0.5) / factor - 0.5  # the pixel centre, in cells from its own cell's
         neighbour = below if shift < 0 else above
-        phases.append(centre + abs(shift) * (neighbour - centre))
-    stacked = np.stack(phases, axis=1).reshape(-1, *moved.shape[1:])
-    return np.moveaxis(stacked, 0, axis)
+        # written in place, phase by phase, to spare a stacked copy of the full-size image
+        out[k::factor] = centre + abs(shift) * (neighbour - centre)
+    return np.moveaxis(out, 0, axis)
 
 
 def background_gain(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
