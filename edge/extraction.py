@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import models
 from edge.minutiae import Minutia, MinutiaKind
-from edge.preprocess import flatten_background, pad_to_multiple, resample, standardise
+from edge.preprocess import flatten_background, resample, standardise
 
 MANIFEST_NAME = "manifest.json"
 MIN_PPI, MAX_PPI = 100.0, 2000.0  # the range the sensor configuration accepts
@@ -160,7 +160,7 @@ def model_input(
     """The NCHW tensor the model takes for an image, and the resampled image it refers to."""
     resampled = resample(pixels, ppi, spec.target_ppi)
     levels = flatten_background(resampled) if spec.background == "flattened" else resampled
-    tensor = pad_to_multiple(standardise(levels), spec.size_multiple)
+    tensor = standardise(levels, spec.size_multiple)
     return tensor[None, None], resampled
 
 

@@ -11,7 +11,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from PIL import Image
 
-from edge.preprocess import _block_max, _upsample, _window_max, flatten_background
+from edge.preprocess import _block_max, _upsample, _window_max, flatten_background, standardise
 from hil.fingers import FingerGenerator
 
 images = arrays(
@@ -123,3 +123,20 @@ def test_flattening_keeps_the_shape_and_the_grey_range(image: NDArray[np.uint8])
 def test_flattening_refuses_what_is_not_a_grey_image(image: NDArray[np.generic]) -> None:
     with pytest.raises(ValueError, match="2-D uint8"):
         flatten_background(image)  # type: ignore[arg-type]
+
+
+@given(
+    arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40))),
+    st.sampled_from([1, 8, 16]),
+)
+def test_a_standardised_image_is_padded_with_its_mean_to_the_multiple(
+    image: NDArray[np.uint8], multiple: int
+) -> None:
+    out = standardise(image, multiple)
+    height, width = image.shape
+    assert out.shape[0] % multiple == 0 and out.shape[1] % multiple == 0
+    assert height <= out.shape[0] < height + multiple and width <= out.shape[1] < width + multiple
+    inside = out[:height, :width].astype(np.float64)
+    assert abs(inside.mean()) < 1e-3
+    assert inside.std() == pytest.approx(1.0, abs=1e-3) or image.std() < 1.0
+    assert not out[height:].any() and not out[:, width:].any()
