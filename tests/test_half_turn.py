@@ -78,3 +78,18 @@ def test_the_exported_graph_computes_the_same_average(tmp_path: Path) -> None:
             expected = HalfTurnAverage(net)(image).numpy()
         (heads,) = session.run(None, {"image": image.numpy()})
         np.testing.assert_allclose(heads, expected, atol=1e-4)
+
+
+def test_quantisation_keeps_the_head_in_fp32_behind_the_average(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from models.train.quantize import Recipe, fp32_nodes
+
+    path = tmp_path / "half.onnx"
+    export_onnx(HalfTurnAverage(_network(5)), path)
+    model = onnx.load(str(path))
+    weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    (head,) = (
+        n.name for n in model.graph.node if n.op_type == "Conv" and weights[n.input[1]][0] == 7
+    )
+    assert head in fp32_nodes(model, Recipe())
+    assert head not in fp32_nodes(model, Recipe(head_fp32=False))

@@ -81,17 +81,40 @@ class Recipe:
 def fp32_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
     """Names of the Conv nodes ``recipe`` keeps in fp32."""
     shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    outputs = {o.name for o in model.graph.output}
+    heads = _last_convolutions(model) if recipe.head_fp32 else set()
     kept = []
     for node in model.graph.node:
         if node.op_type != "Conv":
             continue
         weight = shapes.get(node.input[1], ())
         narrow = len(weight) == 4 and weight[1] == 1 and weight[0] < recipe.narrow_fp32_below
-        head = recipe.head_fp32 and any(o in outputs for o in node.output)
-        if narrow or head:
+        if narrow or node.name in heads:
             kept.append(node.name)
     return kept
+
+
+def _last_convolutions(model: onnx.ModelProto) -> set[str]:
+    """Conv nodes with no Conv after them: the head, also where the graph goes on past it
+    (the half-turn average flips, scales and adds the head's output before returning it)."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def feeds_a_convolution(node: onnx.NodeProto) -> bool:
+        pending, seen = list(node.output), set()
+        while pending:
+            for consumer in consumers.get(pending.pop(), []):
+                if consumer.op_type == "Conv":
+                    return True
+                if id(consumer) not in seen:
+                    seen.add(id(consumer))
+                    pending.extend(consumer.output)
+        return False
+
+    return {
+        n.name for n in model.graph.node if n.op_type == "Conv" and not feeds_a_convolution(n)
+    }
 
 
 class _Tensors(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime is untyped
