@@ -102,8 +102,7 @@ def standardise(
     """Zero mean, unit standard deviation over the image, so sensors' contrast differs less;
     then zero-padded (the mean) on the bottom and right up to a multiple of ``multiple``.
 
-    Written straight into the padded array: a separate padding copy cost as much as the
-    arithmetic on a kiosk-sized image.
+    Written straight into the padded array, which spares a full-size copy per extraction.
     """
     values = np.asarray(pixels, dtype=np.float32)
     mean = float(values.mean())

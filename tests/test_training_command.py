@@ -57,3 +57,25 @@ def test_a_run_trained_in_a_sweep_is_exported_tuned_and_quantised_by_the_trainin
     for precision in ("fp32", "int8"):
         extractor = MinutiaeExtractor.load(out, precision=precision)
         assert isinstance(extractor.extract(image, 500.0), list)
+
+
+def test_a_half_turn_export_records_it_and_sees_a_turned_image_as_the_same_print(
+    tmp_path: Path,
+) -> None:
+    corpus = write_miniature_corpus(
+        tmp_path / "corpus", ["DB1_B", "DB2_B", "DB3_B", "DB4_B"], seed=4
+    )
+    out = tmp_path / "model"
+    checkpoints = ["--checkpoints", str(tmp_path / "checkpoints")]
+    half_turn = ["--test-time", "half-turn"]
+    train_main(["--corpus", str(corpus), "--out", str(out), *half_turn, *TINY, *checkpoints])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "turned 180 degrees" in manifest["training"]["test_time"]
+
+    session = MinutiaeExtractor.load(out).session
+    image = np.random.default_rng(0).normal(size=(1, 1, 48, 64)).astype(np.float32)
+    (heads,) = session.run(None, {"image": image})
+    (turned,) = session.run(None, {"image": np.ascontiguousarray(image[:, :, ::-1, ::-1])})
+    # seen turned, the same print: cells and offsets mirrored, directions reversed
+    signs = np.array([1, -1, -1, -1, -1, 1, 1], dtype=np.float32)[None, :, None, None]
+    np.testing.assert_allclose(turned, signs * heads[:, :, ::-1, ::-1], atol=1e-4)
