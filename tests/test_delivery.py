@@ -127,6 +127,16 @@ def status_where(tap: MqttTap, predicate: Callable[[DeviceStatus], bool]) -> Dev
     return DeviceStatus.parse(message.payload)
 
 
+def subscribed(broker: MosquittoBroker, mqtt_tap: Callable[..., MqttTap]) -> None:
+    """Wait until the worker's subscriptions are in place, so a booking sent now reaches it.
+
+    Being connected is not enough: the worker subscribes after the CONNACK. It publishes its
+    online status after subscribing, and the broker handles one client's packets in order.
+    The broker is new for each test, so a retained online status is this worker's.
+    """
+    status_where(mqtt_tap(broker, STATUS), lambda s: s.state == "online")
+
+
 # --- the normal path ------------------------------------------------------------------------
 
 
@@ -293,7 +303,7 @@ def test_malformed_messages_on_the_ack_and_booking_topics_do_not_stop_the_worker
 ) -> None:
     bookings: queue.Queue[BookingRequest] = queue.Queue()
     worker = start_worker(make_settings(broker, tmp_path), on_booking=bookings.put)
-    wait_until(lambda: worker.connected, what="the connection")
+    subscribed(broker, mqtt_tap)
     operator = mqtt_tap(broker)
     junk = [
         b"",
@@ -322,7 +332,7 @@ def test_malformed_messages_on_the_ack_and_booking_topics_do_not_stop_the_worker
 
 def test_a_booking_handler_that_raises_does_not_stop_the_worker(
     broker: MosquittoBroker, tmp_path: Path, start_worker: StartWorker,
-    mqtt_tap: Callable[..., MqttTap], wait_until: WaitUntil,
+    mqtt_tap: Callable[..., MqttTap],
 ) -> None:
     seen: queue.Queue[BookingRequest] = queue.Queue()
 
@@ -331,8 +341,8 @@ def test_a_booking_handler_that_raises_does_not_stop_the_worker(
         if request.booking_reference == "BK-BOOM":
             raise RuntimeError("handler bug")
 
-    worker = start_worker(make_settings(broker, tmp_path), on_booking=handler)
-    wait_until(lambda: worker.connected, what="the connection")
+    start_worker(make_settings(broker, tmp_path), on_booking=handler)
+    subscribed(broker, mqtt_tap)
     operator = mqtt_tap(broker)
     for reference in ("BK-BOOM", "BK-OK"):
         request = BookingRequest(booking_reference=reference, finger_positions=[1])
@@ -342,7 +352,6 @@ def test_a_booking_handler_that_raises_does_not_stop_the_worker(
 
 def test_a_booking_that_could_not_be_stored_comes_again_on_the_next_connection(
     broker: MosquittoBroker, tmp_path: Path, mqtt_tap: Callable[..., MqttTap],
-    wait_until: WaitUntil,
 ) -> None:
     attempts: queue.Queue[str] = queue.Queue()
 
@@ -351,8 +360,8 @@ def test_a_booking_that_could_not_be_stored_comes_again_on_the_next_connection(
         raise sqlite3.OperationalError("disk I/O error")
 
     settings = make_settings(broker, tmp_path)
-    with running(DeliveryWorker(settings, "1.0-test", "m1", on_booking=cannot_store)) as first:
-        wait_until(lambda: first.connected, what="the first connection")
+    with running(DeliveryWorker(settings, "1.0-test", "m1", on_booking=cannot_store)):
+        subscribed(broker, mqtt_tap)
         request = BookingRequest(booking_reference="BK-777", finger_positions=[3])
         mqtt_tap(broker).publish(f"kiosk/{DEVICE}/booking", request.to_payload())
         assert attempts.get(timeout=10) == "failed BK-777"
