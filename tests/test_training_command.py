@@ -16,7 +16,7 @@ from miniature_corpus import write_miniature_corpus
 
 from edge.extraction import MinutiaeExtractor
 from models.train import sweep
-from models.train.__main__ import THRESHOLDS
+from models.train.__main__ import NMS_RADII, THRESHOLDS
 from models.train.__main__ import main as train_main
 
 TINY = ["--steps", "2", "--batch-size", "2", "--crop", "64", "--width", "8", "--device", "cpu"]
@@ -48,7 +48,8 @@ def test_a_run_trained_in_a_sweep_is_exported_tuned_and_quantised_by_the_trainin
     assert training["code_commit"]
     assert training["held_out"] == "DB3_B" and "DB3_B" not in training["databases"]
     assert manifest["decoding"]["presence_threshold"] in THRESHOLDS
-    assert manifest["metrics"]["threshold_chosen_on"] == ["DB1_B", "DB2_B", "DB4_B"]
+    assert manifest["decoding"]["nms_radius"] == 8.0  # the default rule tunes the threshold only
+    assert manifest["metrics"]["decoding_chosen_on"] == ["DB1_B", "DB2_B", "DB4_B"]
     assert "DB3_B" in manifest["metrics"]["held_out"]
     assert manifest["sha256"] == _sha256(out / manifest["file"])
     assert manifest["int8"]["sha256"] == _sha256(out / manifest["int8"]["file"])
@@ -67,10 +68,15 @@ def test_a_half_turn_export_records_it_and_sees_a_turned_image_as_the_same_print
     )
     out = tmp_path / "model"
     checkpoints = ["--checkpoints", str(tmp_path / "checkpoints")]
-    half_turn = ["--test-time", "half-turn"]
+    half_turn = ["--test-time", "half-turn", "--decoding-rule", "f1-near-eer"]
     train_main(["--corpus", str(corpus), "--out", str(out), *half_turn, *TINY, *checkpoints])
     manifest = json.loads((out / "manifest.json").read_text())
     assert "turned 180 degrees" in manifest["training"]["test_time"]
+    # threshold and NMS radius were chosen together, from the whole grid
+    grid = manifest["metrics"]["decoding_choice"]["grid"]
+    assert len(grid) == len(THRESHOLDS) * len(NMS_RADII)
+    decoding = manifest["decoding"]
+    assert f"{decoding['presence_threshold']}/{decoding['nms_radius']:g}" in grid
 
     session = MinutiaeExtractor.load(out).session
     image = np.random.default_rng(0).normal(size=(1, 1, 48, 64)).astype(np.float32)

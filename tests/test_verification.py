@@ -1,4 +1,4 @@
-"""Choosing the decoding threshold by how well templates verify fingers, not by label agreement."""
+"""Choosing the decoding from how well templates verify fingers, then from label agreement."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from edge.minutiae import Minutia, MinutiaKind
 from edge.templates import best_minutiae
 from hil.fingers import FingerGenerator
 from models.train.data import RawImage
-from models.train.verification import database_error_rates, matching_threshold
+from models.train.evaluate import Score
+from models.train.verification import (
+    DecodingPoint,
+    best_f1_near_lowest_eer,
+    database_error_rates,
+    decoding_grid,
+    lowest_eer,
+)
 
 
 def _database(name: str, seed: int) -> list[RawImage]:
@@ -30,17 +37,56 @@ def _database(name: str, seed: int) -> list[RawImage]:
     return images
 
 
-def test_the_chosen_threshold_has_the_lowest_mean_eer_and_ties_prefer_fewer_minutiae() -> None:
+def test_the_grid_scores_every_threshold_and_radius_and_a_starved_threshold_verifies_worse() -> (
+    None
+):
     images = _database("DB1_B", 3) + _database("DB3_B", 4)
-    candidates = [0.3, 0.5, 0.97]
-    best, mean_eer = matching_threshold(MinutiaeExtractor.load(), images, candidates)
-    assert list(mean_eer) == candidates
-    assert all(0.0 <= e <= 1.0 for e in mean_eer.values())
-    lowest = min(mean_eer.values())
-    assert mean_eer[best] == lowest
-    assert best == max(t for t, e in mean_eer.items() if e == lowest)
+    points = decoding_grid(MinutiaeExtractor.load(), images, [0.3, 0.97], [8.0, 14.0])
+    assert [(p.presence_threshold, p.nms_radius) for p in points] == [
+        (0.3, 8.0),
+        (0.3, 14.0),
+        (0.97, 8.0),
+        (0.97, 14.0),
+    ]
+    assert all(0.0 <= p.mean_eer <= 1.0 for p in points)
+    # these synthetic prints carry no labels: every minutia found is unmatched
+    assert all(p.agreement.labelled == 0 and p.agreement.matched == 0 for p in points)
     # a threshold so high that hardly any minutia survives cannot verify these fingers
-    assert mean_eer[0.97] > lowest
+    assert min(p.mean_eer for p in points[2:]) > lowest_eer(points).mean_eer
+    # a wider suppression radius leaves fewer minutiae at the same threshold
+    assert points[1].agreement.found < points[0].agreement.found
+
+
+def _point(threshold: float, radius: float, eer: float, matched: int) -> DecodingPoint:
+    return DecodingPoint(threshold, radius, eer, Score(found=100, labelled=100, matched=matched))
+
+
+def test_lowest_eer_breaks_ties_towards_fewer_minutiae() -> None:
+    points = [_point(0.3, 8.0, 0.02, 70), _point(0.4, 8.0, 0.02, 60), _point(0.5, 8.0, 0.03, 80)]
+    assert lowest_eer(points) == points[1]
+
+
+def test_best_f1_near_lowest_eer_takes_agreement_only_within_the_eer_slack() -> None:
+    points = [
+        _point(0.25, 8.0, 0.0100, 70),  # verifies best
+        _point(0.30, 10.0, 0.0119, 78),  # within 0.2 points: the best agreement that qualifies
+        _point(0.40, 12.0, 0.0121, 90),  # agrees better but verifies just outside the slack
+    ]
+    assert best_f1_near_lowest_eer(points, 0.002) == points[1]
+    assert best_f1_near_lowest_eer(points, 0.0) == points[0]
+    assert best_f1_near_lowest_eer(points, 0.01) == points[2]
+
+
+def test_best_f1_near_lowest_eer_breaks_ties_towards_the_wider_radius_then_higher_threshold() -> (
+    None
+):
+    points = [
+        _point(0.30, 10.0, 0.010, 80),
+        _point(0.35, 10.0, 0.010, 80),
+        _point(0.25, 12.0, 0.011, 80),
+    ]
+    assert best_f1_near_lowest_eer(points, 0.002) == points[2]
+    assert best_f1_near_lowest_eer(points[:2], 0.002) == points[1]
 
 
 def test_a_print_with_more_minutiae_than_a_template_holds_is_matched_on_its_best_255() -> None:

@@ -31,8 +31,8 @@ from typing import get_args  # noqa: E402
 import torch  # noqa: E402
 
 from edge.extraction import Background, MinutiaeExtractor  # noqa: E402
-from models.train.data import DATABASE_PPI, load_raw_corpus  # noqa: E402
-from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, score, with_threshold  # noqa: E402
+from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus  # noqa: E402
+from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, score, with_decoding  # noqa: E402
 from models.train.export import export_onnx, manifest, write_manifest  # noqa: E402
 from models.train.loop import train  # noqa: E402
 from models.train.net import HalfTurnAverage  # noqa: E402
@@ -44,7 +44,12 @@ from models.train.recipe import (  # noqa: E402
     prepare,
 )
 from models.train.synthetic import TRUTH_FILE  # noqa: E402
-from models.train.verification import matching_threshold  # noqa: E402
+from models.train.verification import (  # noqa: E402
+    DecodingPoint,
+    best_f1_near_lowest_eer,
+    decoding_grid,
+    lowest_eer,
+)
 
 MODEL_FILE = "minutiae.onnx"
 TEST_TIME = {
@@ -53,6 +58,14 @@ TEST_TIME = {
     "back: cells and offsets mirrored, directions reversed), averaged inside the graph",
 }
 THRESHOLDS = [round(0.05 * i, 2) for i in range(5, 11)]  # 0.25 .. 0.50: where MCC does best
+NMS_RADII = [8.0, 10.0, 12.0, 14.0, 16.0]  # px at 500 ppi; ridges are about 9 px apart
+EER_SLACK = 0.002  # 0.2 points: about two genuine comparisons of a three-database mean
+DECODING_RULES = {
+    "eer": "lowest EER (MCC, all cross-finger impostor pairs) averaged over the training "
+    "databases; NMS radius 8 px",
+    "f1-near-eer": "highest minutiae F1 against the labels among the (threshold, NMS radius) "
+    f"pairs whose mean training EER is within {100 * EER_SLACK:.1f} points of the lowest",
+}
 DECODING = {
     "cell_size": 8,
     "presence_threshold": 0.5,
@@ -82,6 +95,14 @@ def argument_parser() -> argparse.ArgumentParser:
         default="plain",
         help="what the exported graph computes: the network once (plain), or its heads averaged "
         "with those of the image turned 180 degrees (half-turn; twice the inference time)",
+    )
+    parser.add_argument(
+        "--decoding-rule",
+        choices=sorted(DECODING_RULES),
+        default="eer",
+        help="how the decoding is chosen on the training databases: the presence threshold "
+        "that verifies best (eer), or threshold and NMS radius together, agreeing best with "
+        "the labels among those verifying within 0.2 EER points of the best (f1-near-eer)",
     )
     parser.add_argument(
         "--no-export",
@@ -133,37 +154,56 @@ def main(argv: list[str] | None = None) -> None:
         manifest(name, args.version, MODEL_FILE, sha256, DECODING, training, {}, args.background),
     )
     extractor = MinutiaeExtractor.load(args.out)
-    # The operating point is the one that verifies fingers best, not the one that agrees best
-    # with the labels: MCC gains more from a few extra true minutiae than it loses to spurious
-    # ones, so the EER-best threshold sits below the F1-best one.
-    threshold, mean_eer = matching_threshold(extractor, raw_train, THRESHOLDS)
-    tuned = with_threshold(extractor, threshold)
-    fit = score(tuned, raw_train)["all"]
+    # The operating point comes from how templates verify, not only from agreement with the
+    # labels: MCC gains more from a few extra true minutiae than it loses to spurious ones, so
+    # the EER-best threshold sits below the F1-best one.
+    chosen, grid = choose_decoding(extractor, raw_train, args.decoding_rule)
+    settings = {"presence_threshold": chosen.presence_threshold, "nms_radius": chosen.nms_radius}
+    tuned = with_decoding(extractor, **settings)
     metrics: dict[str, object] = {
         "tolerance": {"distance_px": DISTANCE_PX, "angle_deg": ANGLE_DEG, "pairing": "one-to-one"},
-        "threshold_chosen_on": list(databases),
-        "threshold_choice": {
-            "rule": "lowest EER (MCC, all cross-finger impostor pairs) averaged over the "
-            "training databases",
-            "mean_eer_percent": {str(t): round(100 * e, 3) for t, e in mean_eer.items()},
+        "decoding_chosen_on": list(databases),
+        "decoding_choice": {
+            "rule": DECODING_RULES[args.decoding_rule],
+            "grid": {
+                f"{p.presence_threshold}/{p.nms_radius:g}": {
+                    "mean_eer_percent": round(100 * p.mean_eer, 3),
+                    "f1": round(p.agreement.f1, 4),
+                }
+                for p in grid
+            },
         },
         "training_databases": {k: v.as_dict() for k, v in score(tuned, raw_train).items()},
     }
     if raw_held:
         metrics["held_out"] = {k: v.as_dict() for k, v in score(tuned, raw_held).items()}
-    decoding = {**DECODING, "presence_threshold": threshold}
+    decoding = {**DECODING, **settings}
     write_manifest(
         args.out / "manifest.json",
         manifest(
             name, args.version, MODEL_FILE, sha256, decoding, training, metrics, args.background
         ),
     )
-    print(f"threshold {threshold}, training F1 {fit.f1:.3f}")
+    print(
+        f"threshold {chosen.presence_threshold}, NMS {chosen.nms_radius:g} px, "
+        f"training F1 {chosen.agreement.f1:.3f}"
+    )
     for key, value in metrics.items():
         print(key, value)
     # The int8 model goes with this fp32 one, calibrated only on the databases it trained on.
     int8_sha256 = quantize_from_corpus(args.out, args.corpus, databases)
     print(f"int8 model {INT8_FILE} sha256 {int8_sha256}")
+
+
+def choose_decoding(
+    extractor: MinutiaeExtractor, images: list[RawImage], rule: str
+) -> tuple[DecodingPoint, list[DecodingPoint]]:
+    """The decoding ``rule`` picks on ``images``, and the grid it picked from."""
+    if rule == "eer":
+        grid = decoding_grid(extractor, images, THRESHOLDS, [DECODING["nms_radius"]])
+        return lowest_eer(grid), grid
+    grid = decoding_grid(extractor, images, THRESHOLDS, NMS_RADII)
+    return best_f1_near_lowest_eer(grid, EER_SLACK), grid
 
 
 def _code_commit() -> str:

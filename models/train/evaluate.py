@@ -106,9 +106,10 @@ def score(extractor: MinutiaeExtractor, images: list[RawImage]) -> dict[str, Sco
     return totals
 
 
-def with_threshold(extractor: MinutiaeExtractor, threshold: float) -> MinutiaeExtractor:
+def with_decoding(extractor: MinutiaeExtractor, **settings: float) -> MinutiaeExtractor:
+    """The same network decoded with other manifest ``decoding`` settings."""
     manifest = extractor.manifest
-    decoding = manifest.decoding.model_copy(update={"presence_threshold": threshold})
+    decoding = manifest.decoding.model_copy(update=settings)
     return MinutiaeExtractor(manifest.model_copy(update={"decoding": decoding}), extractor.session)
 
 

@@ -1,6 +1,6 @@
 """Verification error rates under the FVC protocol: which pairs to compare, EER, FMR100, FMR1000.
 
-Shared by the training command (it picks the decoding threshold that matches fingers best) and
+Shared by the training command (it picks the decoding setting from how templates verify) and
 the extraction benchmark.
 """
 
@@ -17,7 +17,7 @@ from edge.matching import MccTemplate, compare
 from edge.minutiae import Minutia, MinutiaKind
 from edge.templates import best_minutiae
 from models.train.data import RawImage
-from models.train.evaluate import label_angles, with_threshold
+from models.train.evaluate import Score, image_score, label_angles, with_decoding
 
 PROTOCOLS = ("fvc", "all_impostors")
 
@@ -139,24 +139,52 @@ def database_error_rates(
     return verify(templates, pairs).rates
 
 
-def matching_threshold(
-    extractor: MinutiaeExtractor, images: Sequence[RawImage], candidates: Sequence[float]
-) -> tuple[float, dict[float, float]]:
-    """The presence threshold whose templates verify best: lowest EER averaged over databases.
+@dataclass(frozen=True)
+class DecodingPoint:
+    """One decoding setting and how its templates did on the training databases."""
 
-    All cross-finger impostor pairs; ties go to the higher threshold (fewer minutiae).
-    Returns the choice and each candidate's mean EER.
-    """
+    presence_threshold: float
+    nms_radius: float
+    mean_eer: float  # fraction, all cross-finger impostor pairs, averaged over databases
+    agreement: Score  # minutiae against the labels, pooled over the databases
+
+
+def decoding_grid(
+    extractor: MinutiaeExtractor,
+    images: Sequence[RawImage],
+    thresholds: Sequence[float],
+    radii: Sequence[float],
+) -> list[DecodingPoint]:
+    """Every (presence threshold, NMS radius) pair's mean EER and label agreement."""
     databases: dict[str, list[RawImage]] = {}
     for image in images:
         databases.setdefault(image.database, []).append(image)
-    mean_eer: dict[float, float] = {}
-    for threshold in candidates:
-        tuned = with_threshold(extractor, threshold)
-        rates = [
-            database_error_rates(group, [tuned.extract(i.pixels, i.ppi) for i in group])
-            for group in databases.values()
-        ]
-        mean_eer[threshold] = float(np.mean([r["all_impostors"].eer for r in rates]))
-    best = min(mean_eer, key=lambda t: (mean_eer[t], -t))
-    return best, mean_eer
+    points = []
+    for threshold in thresholds:
+        for radius in radii:
+            tuned = with_decoding(extractor, presence_threshold=threshold, nms_radius=radius)
+            eers, agreement = [], Score(0, 0, 0)
+            for group in databases.values():
+                found = [tuned.extract(i.pixels, i.ppi) for i in group]
+                eers.append(database_error_rates(group, found)["all_impostors"].eer)
+                for image, minutiae in zip(group, found, strict=True):
+                    agreement += image_score(minutiae, image.minutiae)
+            points.append(DecodingPoint(threshold, radius, float(np.mean(eers)), agreement))
+    return points
+
+
+def lowest_eer(points: Sequence[DecodingPoint]) -> DecodingPoint:
+    """The setting that verifies best; ties go to the higher threshold (fewer minutiae)."""
+    return min(points, key=lambda p: (p.mean_eer, -p.presence_threshold, p.nms_radius))
+
+
+def best_f1_near_lowest_eer(points: Sequence[DecodingPoint], eer_slack: float) -> DecodingPoint:
+    """The setting that agrees best with the labels among those verifying within ``eer_slack``
+    (a fraction) of the best; ties go to the larger radius, then the higher threshold.
+
+    A template that matches the labelled minutiae also serves other matchers (the hub's), so
+    agreement counts once verification is within the noise of the best.
+    """
+    bar = lowest_eer(points).mean_eer + eer_slack + 1e-12
+    near = [p for p in points if p.mean_eer <= bar]
+    return max(near, key=lambda p: (p.agreement.f1, p.nms_radius, p.presence_threshold))
