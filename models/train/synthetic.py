@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import statistics
@@ -110,29 +111,56 @@ def truth_rows(impression: Impression) -> NDArray[np.float32]:
     return np.asarray(rows, dtype=np.float32).reshape(-1, 5)
 
 
-def render_all(captures: list[Capture]) -> Iterator[tuple[Capture, Impression]]:
-    generators: dict[int, FingerGenerator] = {}
-    for capture in captures:
-        if capture.seed not in generators:
-            generators[capture.seed] = FingerGenerator(capture.seed)
-        yield capture, capture.render(generators[capture.seed])
-
-
 def synthetic_raw_images(
-    labels: LabelSet, min_score: float = 0.0, only: set[int] | None = None
+    labels: LabelSet,
+    min_score: float = 0.0,
+    only: set[int] | None = None,
+    cache: Path | None = None,
 ) -> Iterator[RawImage]:
     """Render the images of a synthetic store again (those indexed by ``only``, or all).
 
-    Raises :class:`LabelStoreError` when a rendering differs from the one labelled (the
-    generator changed since the store was written).
+    With ``cache``, an image already rendered there is read back instead (its sha256 still
+    checked); a new rendering is saved there. Raises :class:`LabelStoreError` when a rendering
+    differs from the one labelled (the generator changed since the store was written).
     """
     chosen = [i for i in range(len(labels)) if only is None or i in only]
     captures = [Capture.parse(str(labels.names[i]), float(labels.ppi[i])) for i in chosen]
-    for i, (capture, impression) in zip(chosen, render_all(captures), strict=True):
-        if pixels_sha256(impression.image) != labels.image_sha256[i]:
-            raise LabelStoreError(f"{capture.name}: the generator now renders other pixels")
+    generators: dict[int, FingerGenerator] = {}
+    for i, capture in zip(chosen, captures, strict=True):
+        expected = str(labels.image_sha256[i])
+        pixels = _cached(cache, expected)
+        if pixels is None:
+            if capture.seed not in generators:
+                generators[capture.seed] = FingerGenerator(capture.seed)
+            pixels = capture.render(generators[capture.seed]).image
+            if pixels_sha256(pixels) != expected:
+                raise LabelStoreError(f"{capture.name}: the generator now renders other pixels")
+            _keep(cache, expected, pixels)
         rows = training_rows(labels.rows(i), min_score)
-        yield RawImage(capture.name, SYNTHETIC, capture.ppi, impression.image, rows)
+        yield RawImage(capture.name, SYNTHETIC, capture.ppi, pixels, rows)
+
+
+def _cached(cache: Path | None, sha256: str) -> NDArray[np.uint8] | None:
+    """A rendering saved earlier, if there is one and it is still the image labelled."""
+    if cache is None:
+        return None
+    try:
+        pixels = np.load(cache / f"{sha256}.npy", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if pixels.dtype != np.uint8 or pixels.ndim != 2 or pixels_sha256(pixels) != sha256:
+        return None
+    return np.asarray(pixels, dtype=np.uint8)
+
+
+def _keep(cache: Path | None, sha256: str, pixels: NDArray[np.uint8]) -> None:
+    if cache is None:
+        return
+    cache.mkdir(parents=True, exist_ok=True)
+    # runs side by side fill the same cache: write aside, then rename into place atomically
+    partial = cache / f".{sha256}.{os.getpid()}.npy"
+    np.save(partial, pixels, allow_pickle=False)
+    partial.replace(cache / f"{sha256}.npy")
 
 
 def _leader_report(truth: LabelSet, leader: LabelSet, qualities: list[str]) -> dict[str, Any]:
