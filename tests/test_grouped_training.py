@@ -32,7 +32,7 @@ from models.train.loop import (
     written_by,
 )
 from models.train.net import MinutiaeNet
-from models.train.recipe import add_recipe_arguments, prepare
+from models.train.recipe import RENDERS, add_recipe_arguments, prepare
 from models.train.sweep import parse_run
 
 WIDTH = 8
@@ -193,6 +193,25 @@ def test_a_checkpoint_from_before_an_option_existed_resumes_as_that_options_defa
     again = train(images, config, checkpoint, "cpu")  # finished: nothing is retrained
     for key, value in first.state_dict().items():
         assert torch.equal(value, again.state_dict()[key]), key
+
+
+def test_a_synthetic_run_keeps_its_renderings_beside_its_checkpoints_for_the_next_run(
+    tmp_path: Path,
+) -> None:
+    corpus = write_miniature_corpus(tmp_path / "corpus", ["DB2_B", "DB3_B", "DB4_B"], seed=4)
+    parser = argparse.ArgumentParser()
+    add_recipe_arguments(parser)
+    args = parser.parse_args(
+        ["--corpus", str(corpus), "--checkpoints", str(tmp_path / "ck"), "--synthetic", "2"]
+    )
+    first = prepare(args, "DB1_B", "corpus")
+    kept = sorted((tmp_path / "ck" / RENDERS).glob("*.npy"))
+    assert len(kept) == 2
+    again = prepare(args, "DB1_B", "corpus")
+    synthetic = [i for i in first.images if i.database == "SYNTH"]
+    assert len(synthetic) == 2
+    for a, b in zip(first.images, again.images, strict=True):
+        assert np.array_equal(a.pixels, b.pixels) and np.array_equal(a.minutiae, b.minutiae)
 
 
 def test_flattened_training_images_get_their_own_checkpoint(tmp_path: Path) -> None:
