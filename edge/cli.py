@@ -357,9 +357,6 @@ def cmd_an2k_build(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- parser ----------------------------------------------------------------------------------
-
-
 def cmd_sensor_list(args: argparse.Namespace) -> int:
     from firmware_bridge.discovery import discover
 
@@ -428,6 +425,9 @@ def cmd_sensor_test(args: argparse.Namespace) -> int:
         "rejected": report.rejection.value if report.rejection else None,
     }))
     return 0
+
+
+# --- parser ----------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
