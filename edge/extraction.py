@@ -316,11 +316,25 @@ class MinutiaeExtractor:
         if longest > MAX_SIDE:
             raise ValueError(f"image would be {longest:.0f} pixels long at model resolution")
         heads, resampled = self.heads(pixels, ppi)
-        height, width = resampled.shape
-        scale_x = width / pixels.shape[1]
-        scale_y = height / pixels.shape[0]
+        return self.decode(heads, resampled.shape, pixels.shape)
+
+    def decode(
+        self,
+        heads: NDArray[np.float32],
+        model_shape: tuple[int, ...],
+        image_shape: tuple[int, ...],
+        decoding: DecodingSpec | None = None,
+    ) -> list[Minutia]:
+        """Minutiae from :meth:`heads` output, in the pixels of an image of ``image_shape``.
+
+        ``decoding`` overrides the manifest's, so one inference can serve several settings.
+        """
+        height, width = model_shape
+        scale_x = width / image_shape[1]
+        scale_y = height / image_shape[0]
         found = []
-        for c in decode_heads(heads, width, height, self._manifest.decoding):
+        spec = decoding if decoding is not None else self._manifest.decoding
+        for c in decode_heads(heads, width, height, spec):
             # The direction goes through the same (possibly anisotropic) scaling as the points.
             radians = math.radians(c.angle)
             angle = math.degrees(

@@ -9,7 +9,7 @@ from edge.minutiae import Minutia, MinutiaKind
 from edge.templates import best_minutiae
 from hil.fingers import FingerGenerator
 from models.train.data import RawImage
-from models.train.evaluate import Score
+from models.train.evaluate import Score, with_decoding
 from models.train.verification import (
     DecodingPoint,
     best_f1_near_lowest_eer,
@@ -19,7 +19,7 @@ from models.train.verification import (
 )
 
 
-def _database(name: str, seed: int) -> list[RawImage]:
+def _database(name: str, seed: int, ppi: float = 500.0) -> list[RawImage]:
     generator = FingerGenerator(seed=seed)
     images = []
     for finger in range(3):
@@ -29,7 +29,7 @@ def _database(name: str, seed: int) -> list[RawImage]:
                 RawImage(
                     f"{101 + finger}_{impression + 1}",
                     name,
-                    500.0,
+                    ppi,
                     shot.image,
                     np.zeros((0, 5), np.float32),
                 )
@@ -55,6 +55,20 @@ def test_the_grid_scores_every_threshold_and_radius_and_a_starved_threshold_veri
     assert min(p.mean_eer for p in points[2:]) > lowest_eer(points).mean_eer
     # a wider suppression radius leaves fewer minutiae at the same threshold
     assert points[1].agreement.found < points[0].agreement.found
+
+
+def test_each_grid_point_scores_what_the_model_decoded_with_that_setting_finds() -> None:
+    # 569 ppi (DB2's) so the minutiae go back through a resampling, as on the corpus
+    images = _database("DB2_B", 5, ppi=569.0)
+    extractor = MinutiaeExtractor.load()
+    points = decoding_grid(extractor, images, [0.3, 0.5], [8.0, 16.0])
+    for point in points:
+        tuned = with_decoding(
+            extractor, presence_threshold=point.presence_threshold, nms_radius=point.nms_radius
+        )
+        found = [tuned.extract(i.pixels, i.ppi) for i in images]
+        assert point.agreement.found == sum(len(f) for f in found) > 0
+        assert point.mean_eer == database_error_rates(images, found)["all_impostors"].eer
 
 
 def _point(threshold: float, radius: float, eer: float, matched: int) -> DecodingPoint:

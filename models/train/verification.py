@@ -17,7 +17,7 @@ from edge.matching import MccTemplate, compare
 from edge.minutiae import Minutia, MinutiaKind
 from edge.templates import best_minutiae
 from models.train.data import RawImage
-from models.train.evaluate import Score, image_score, label_angles, with_decoding
+from models.train.evaluate import Score, image_score, label_angles
 
 PROTOCOLS = ("fvc", "all_impostors")
 
@@ -159,13 +159,23 @@ def decoding_grid(
     databases: dict[str, list[RawImage]] = {}
     for image in images:
         databases.setdefault(image.database, []).append(image)
+    # The network runs once per image; only the decoding differs between grid points.
+    inferred = {
+        name: [(*extractor.heads(i.pixels, i.ppi), i.pixels.shape) for i in group]
+        for name, group in databases.items()
+    }
     points = []
     for threshold in thresholds:
         for radius in radii:
-            tuned = with_decoding(extractor, presence_threshold=threshold, nms_radius=radius)
+            spec = extractor.manifest.decoding.model_copy(
+                update={"presence_threshold": threshold, "nms_radius": radius}
+            )
             eers, agreement = [], Score(0, 0, 0)
-            for group in databases.values():
-                found = [tuned.extract(i.pixels, i.ppi) for i in group]
+            for name, group in databases.items():
+                found = [
+                    extractor.decode(heads, resampled.shape, shape, spec)
+                    for heads, resampled, shape in inferred[name]
+                ]
                 eers.append(database_error_rates(group, found)["all_impostors"].eer)
                 for image, minutiae in zip(group, found, strict=True):
                     agreement += image_score(minutiae, image.minutiae)
