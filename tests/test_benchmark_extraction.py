@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -280,6 +281,25 @@ def test_peak_rss_is_measured_on_a_real_kiosk_edge_extract(tmp_path: Path) -> No
     assert mib is not None, how
     # More than a bare interpreter, and far less than this test process's footprint could be.
     assert 20.0 < mib < 2000.0
+
+
+def test_without_the_console_script_kiosk_edge_runs_as_a_module_of_the_same_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    python = tmp_path / "bin" / "python"
+    monkeypatch.setattr(bench.shutil, "which", lambda name: None)
+    module_form = bench.kiosk_edge_command(python)
+    assert module_form == [str(python), "-m", "edge.cli"]
+    python.parent.mkdir()
+    (python.parent / "kiosk-edge").touch()
+    assert bench.kiosk_edge_command(python) == [str(python.parent / "kiosk-edge")]
+    # the module form, run by this interpreter, really is the extract command
+    image, out = tmp_path / "finger.png", tmp_path / "t.iso"
+    Image.fromarray(FingerGenerator(seed=5).impression_image(0, 0)).save(image)
+    args = ["extract", str(image), "-o", str(out), "--ppi", "500"]
+    done = subprocess.run([sys.executable, *module_form[1:], *args], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes()[:4] == b"FMR\0"
 
 
 def test_the_benchmark_command_writes_json_markdown_and_a_det_plot(tmp_path: Path) -> None:
