@@ -19,7 +19,7 @@ from edge.preprocess import flatten_background
 from models.train import sweep
 from models.train.__main__ import argument_parser as train_argument_parser
 from models.train.augment import Batch
-from models.train.data import LabelledImage
+from models.train.data import SYNTHETIC, LabelledImage
 from models.train.grouped import join, split, train_together
 from models.train.loop import (
     LOSS_WEIGHTS,
@@ -199,8 +199,7 @@ def test_a_synthetic_run_keeps_its_renderings_beside_its_checkpoints_for_the_nex
     tmp_path: Path,
 ) -> None:
     corpus = write_miniature_corpus(tmp_path / "corpus", ["DB2_B", "DB3_B", "DB4_B"], seed=4)
-    parser = argparse.ArgumentParser()
-    add_recipe_arguments(parser)
+    parser = _recipe_parser()
     args = parser.parse_args(
         ["--corpus", str(corpus), "--checkpoints", str(tmp_path / "ck"), "--synthetic", "2"]
     )
@@ -208,7 +207,7 @@ def test_a_synthetic_run_keeps_its_renderings_beside_its_checkpoints_for_the_nex
     kept = sorted((tmp_path / "ck" / RENDERS).glob("*.npy"))
     assert len(kept) == 2
     again = prepare(args, "DB1_B", "corpus")
-    synthetic = [i for i in first.images if i.database == "SYNTH"]
+    synthetic = [i for i in first.images if i.database == SYNTHETIC]
     assert len(synthetic) == 2
     for a, b in zip(first.images, again.images, strict=True):
         assert np.array_equal(a.pixels, b.pixels) and np.array_equal(a.minutiae, b.minutiae)
@@ -216,8 +215,7 @@ def test_a_synthetic_run_keeps_its_renderings_beside_its_checkpoints_for_the_nex
 
 def test_flattened_training_images_get_their_own_checkpoint(tmp_path: Path) -> None:
     corpus = write_miniature_corpus(tmp_path / "corpus", ["DB2_B", "DB3_B", "DB4_B"], seed=4)
-    parser = argparse.ArgumentParser()
-    add_recipe_arguments(parser)
+    parser = _recipe_parser()
     common = ["--corpus", str(corpus), "--checkpoints", str(tmp_path)]
     plain = prepare(parser.parse_args(common), "DB1_B", "corpus")
     flat = prepare(
@@ -247,6 +245,12 @@ def test_a_sweeps_export_commands_find_the_checkpoints_it_wrote(tmp_path: Path) 
         again = prepare(exported, exported.holdout, exported.labels)
         assert again.checkpoint == swept.checkpoint
         assert again.config == swept.config
+
+
+def _recipe_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_recipe_arguments(parser)
+    return parser
 
 
 def _tiny_config(steps: int, refine_steps: int = 0, cycles: int = 1) -> TrainConfig:
@@ -338,8 +342,7 @@ def test_refined_runs_get_their_own_checkpoint_named_after_the_one_they_refine(
     tmp_path: Path,
 ) -> None:
     corpus = write_miniature_corpus(tmp_path / "corpus", ["DB2_B", "DB3_B", "DB4_B"], seed=4)
-    parser = argparse.ArgumentParser()
-    add_recipe_arguments(parser)
+    parser = _recipe_parser()
     common = ["--corpus", str(corpus), "--checkpoints", str(tmp_path), "--steps", "50"]
     plain = prepare(parser.parse_args(common), "DB1_B", "corpus")
     refined = prepare(parser.parse_args([*common, "--refine-steps", "20"]), "DB1_B", "corpus")
@@ -388,8 +391,7 @@ def test_a_sweep_that_refines_finished_runs_says_which_steps_it_trained(tmp_path
 def test_a_recipe_count_below_its_minimum_is_refused_by_name(
     option: str, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parser = argparse.ArgumentParser()
-    add_recipe_arguments(parser)
+    parser = _recipe_parser()
     with pytest.raises(SystemExit):
         parser.parse_args(["--corpus", "c", option, value])
     error = capsys.readouterr().err

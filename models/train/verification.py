@@ -160,10 +160,7 @@ def decoding_grid(
     for image in images:
         databases.setdefault(image.database, []).append(image)
     # The network runs once per image; only the decoding differs between grid points.
-    inferred = {
-        name: [(*extractor.heads(i.pixels, i.ppi), i.pixels.shape) for i in group]
-        for name, group in databases.items()
-    }
+    inferred = {name: [_inferred(extractor, i) for i in group] for name, group in databases.items()}
     points = []
     for threshold in thresholds:
         for radius in radii:
@@ -173,14 +170,22 @@ def decoding_grid(
             eers, agreement = [], Score(0, 0, 0)
             for name, group in databases.items():
                 found = [
-                    extractor.decode(heads, resampled.shape, shape, spec)
-                    for heads, resampled, shape in inferred[name]
+                    extractor.decode(heads, model_shape, image.pixels.shape, spec)
+                    for image, (heads, model_shape) in zip(group, inferred[name], strict=True)
                 ]
                 eers.append(database_error_rates(group, found)["all_impostors"].eer)
                 for image, minutiae in zip(group, found, strict=True):
                     agreement += image_score(minutiae, image.minutiae)
             points.append(DecodingPoint(threshold, radius, float(np.mean(eers)), agreement))
     return points
+
+
+def _inferred(
+    extractor: MinutiaeExtractor, image: RawImage
+) -> tuple[NDArray[np.float32], tuple[int, ...]]:
+    """The heads for an image and the shape of the image the network saw (not its pixels)."""
+    heads, resampled = extractor.heads(image.pixels, image.ppi)
+    return heads, resampled.shape
 
 
 def lowest_eer(points: Sequence[DecodingPoint]) -> DecodingPoint:
