@@ -34,14 +34,15 @@ from edge.extraction import Background, MinutiaeExtractor  # noqa: E402
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus  # noqa: E402
 from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, score, with_decoding  # noqa: E402
 from models.train.export import export_onnx, manifest, write_manifest  # noqa: E402
-from models.train.loop import train  # noqa: E402
-from models.train.net import HalfTurnAverage  # noqa: E402
+from models.train.loop import UnfinishedRunError, finished_network, train  # noqa: E402
+from models.train.net import HalfTurnAverage, HalfTurnPair, MinutiaeNet  # noqa: E402
 from models.train.quantize import INT8_FILE, quantize_from_corpus  # noqa: E402
 from models.train.recipe import (  # noqa: E402
     LABEL_SOURCES,
     add_recipe_arguments,
     device,
     prepare,
+    run_checkpoints,
 )
 from models.train.synthetic import TRUTH_FILE  # noqa: E402
 from models.train.verification import (  # noqa: E402
@@ -56,6 +57,9 @@ TEST_TIME = {
     "plain": "the network once",
     "half-turn": "the network's heads on the image and on the image turned 180 degrees (mapped "
     "back: cells and offsets mirrored, directions reversed), averaged inside the graph",
+    "half-turn-pair": "this network's heads on the image and a partner network's (the same "
+    "recipe with other synthetic data, training.partner) on the image turned 180 degrees "
+    "(mapped back), averaged inside the graph",
 }
 THRESHOLDS = [round(0.05 * i, 2) for i in range(5, 11)]  # 0.25 .. 0.50: where MCC does best
 NMS_RADII = [8.0, 10.0, 12.0, 14.0, 16.0]  # px at 500 ppi; ridges are about 9 px apart
@@ -94,7 +98,16 @@ def argument_parser() -> argparse.ArgumentParser:
         choices=sorted(TEST_TIME),
         default="plain",
         help="what the exported graph computes: the network once (plain), or its heads averaged "
-        "with those of the image turned 180 degrees (half-turn; twice the inference time)",
+        "with those of the image turned 180 degrees (half-turn; twice the inference time), or "
+        "with a partner network's heads on the turned image (half-turn-pair; the same time)",
+    )
+    parser.add_argument(
+        "--partner-synthetic",
+        type=int,
+        default=None,
+        metavar="N",
+        help="for --test-time half-turn-pair: the partner is the finished run of this same "
+        "command with --synthetic N (train it first, with --no-export)",
     )
     parser.add_argument(
         "--decoding-rule",
@@ -114,8 +127,27 @@ def argument_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = argument_parser().parse_args(argv)
+    parser = argument_parser()
+    args = parser.parse_args(argv)
+    pair = args.test_time == "half-turn-pair"
+    if pair != (args.partner_synthetic is not None):
+        parser.error("--test-time half-turn-pair and --partner-synthetic go together")
+    if pair and args.partner_synthetic == args.synthetic:
+        parser.error("the partner must differ: --partner-synthetic equals --synthetic")
     torch.set_num_threads(1)  # the edge box and the shared build machine both have few cores
+    # The partner is looked up first: a missing one should not cost a training run's wait.
+    partner_net: MinutiaeNet | None = None
+    partner: dict[str, object] = {}
+    if pair:
+        partner_args = argparse.Namespace(**{**vars(args), "synthetic": args.partner_synthetic})
+        partner_config, partner_checkpoint, _ = run_checkpoints(
+            partner_args, args.holdout, args.labels
+        )
+        try:
+            partner_net = finished_network(partner_config, partner_checkpoint)
+        except UnfinishedRunError as exc:
+            parser.error(f"partner run: {exc}")
+        partner = {"config": asdict(partner_config), "checkpoint": partner_checkpoint.name}
     code_commit = _code_commit()  # before this run writes models/ (tracked files) itself
 
     run = prepare(args, args.holdout, args.labels)
@@ -125,9 +157,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_export:
         return
 
-    exported = HalfTurnAverage(model) if args.test_time == "half-turn" else model
+    exported: torch.nn.Module = model
+    if args.test_time == "half-turn":
+        exported = HalfTurnAverage(model)
+    elif partner_net is not None:
+        exported = HalfTurnPair(model, partner_net)
     sha256 = export_onnx(exported, args.out / MODEL_FILE)
-    parameters = sum(p.numel() for p in model.parameters())
+    parameters = sum(p.numel() for p in exported.parameters())
     training = {
         "data": "FVC2002 DB1_B..DB4_B (public B sets), labels: " + LABEL_SOURCES[args.labels],
         "synthetic": (
@@ -141,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         "config": asdict(config),
         "parameters": parameters,
         "test_time": TEST_TIME[args.test_time],
+        **({"partner": partner} if partner else {}),
         "command": "python -m models.train " + shlex.join(sys.argv[1:] if argv is None else argv),
         "code_commit": code_commit,
     }
