@@ -116,7 +116,7 @@ def test_a_pair_export_records_its_partner_and_needs_it_finished_first(
     assert MinutiaeExtractor.load(tmp_path / "pair").manifest.sha256 == manifest["sha256"]
 
 
-def test_a_pair_needs_both_options_and_a_different_partner(
+def test_a_pair_and_an_eer_budget_each_need_both_their_options(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = ["--corpus", str(tmp_path), "--out", str(tmp_path / "model")]
@@ -127,6 +127,8 @@ def test_a_pair_needs_both_options_and_a_different_partner(
     ):
         with pytest.raises(SystemExit):
             train_main([*out, *wrong])
+    with pytest.raises(SystemExit):
+        train_main([*out, "--decoding-rule", "eer-budget"])
     errors = capsys.readouterr().err
-    assert errors.count("go together") == 2
+    assert errors.count("go together") == 3
     assert "the partner must differ" in errors

@@ -49,6 +49,7 @@ from models.train.verification import (  # noqa: E402
     DecodingPoint,
     best_f1_near_lowest_eer,
     decoding_grid,
+    highest_threshold_within,
     lowest_eer,
 )
 
@@ -69,6 +70,8 @@ DECODING_RULES = {
     "databases; NMS radius 8 px",
     "f1-near-eer": "highest minutiae F1 against the labels among the (threshold, NMS radius) "
     f"pairs whose mean training EER is within {100 * EER_SLACK:.1f} points of the lowest",
+    "eer-budget": "the highest threshold (NMS radius 8 px) whose mean training EER is within "
+    "--eer-budget (the lowest EER when none is)",
 }
 DECODING = {
     "cell_size": 8,
@@ -118,6 +121,14 @@ def argument_parser() -> argparse.ArgumentParser:
         "the labels among those verifying within 0.2 EER points of the best (f1-near-eer)",
     )
     parser.add_argument(
+        "--eer-budget",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="for --decoding-rule eer-budget: the mean training EER (%%) the decoding may spend; "
+        "say, what the model this one replaces verifies at on the same databases",
+    )
+    parser.add_argument(
         "--no-export",
         action="store_true",
         help="stop once the checkpoint is trained (say, on a GPU box); the same command without "
@@ -134,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--test-time half-turn-pair and --partner-synthetic go together")
     if pair and args.partner_synthetic == args.synthetic:
         parser.error("the partner must differ: --partner-synthetic equals --synthetic")
+    if (args.decoding_rule == "eer-budget") != (args.eer_budget is not None):
+        parser.error("--decoding-rule eer-budget and --eer-budget go together")
     torch.set_num_threads(1)  # the edge box and the shared build machine both have few cores
     # The partner is looked up first: a missing one should not cost a training run's wait.
     partner_net: MinutiaeNet | None = None
@@ -194,14 +207,15 @@ def main(argv: list[str] | None = None) -> None:
     # The operating point comes from how templates verify, not only from agreement with the
     # labels: MCC gains more from a few extra true minutiae than it loses to spurious ones, so
     # the EER-best threshold sits below the F1-best one.
-    chosen, grid = choose_decoding(extractor, raw_train, args.decoding_rule)
+    chosen, grid = choose_decoding(extractor, raw_train, args.decoding_rule, args.eer_budget)
     settings = {"presence_threshold": chosen.presence_threshold, "nms_radius": chosen.nms_radius}
     tuned = with_decoding(extractor, **settings)
     metrics: dict[str, object] = {
         "tolerance": {"distance_px": DISTANCE_PX, "angle_deg": ANGLE_DEG, "pairing": "one-to-one"},
         "decoding_chosen_on": list(databases),
         "decoding_choice": {
-            "rule": DECODING_RULES[args.decoding_rule],
+            "rule": DECODING_RULES[args.decoding_rule]
+            + (f" ({args.eer_budget} %)" if args.eer_budget is not None else ""),
             "grid": {
                 f"{p.presence_threshold}/{p.nms_radius:g}": {
                     "mean_eer_percent": round(100 * p.mean_eer, 3),
@@ -233,14 +247,20 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def choose_decoding(
-    extractor: MinutiaeExtractor, images: list[RawImage], rule: str
+    extractor: MinutiaeExtractor,
+    images: list[RawImage],
+    rule: str,
+    eer_budget_percent: float | None = None,
 ) -> tuple[DecodingPoint, list[DecodingPoint]]:
     """The decoding ``rule`` picks on ``images``, and the grid it picked from."""
-    if rule == "eer":
-        grid = decoding_grid(extractor, images, THRESHOLDS, [DECODING["nms_radius"]])
-        return lowest_eer(grid), grid
-    grid = decoding_grid(extractor, images, THRESHOLDS, NMS_RADII)
-    return best_f1_near_lowest_eer(grid, EER_SLACK), grid
+    if rule == "f1-near-eer":
+        grid = decoding_grid(extractor, images, THRESHOLDS, NMS_RADII)
+        return best_f1_near_lowest_eer(grid, EER_SLACK), grid
+    grid = decoding_grid(extractor, images, THRESHOLDS, [DECODING["nms_radius"]])
+    if rule == "eer-budget":
+        assert eer_budget_percent is not None
+        return highest_threshold_within(grid, eer_budget_percent / 100), grid
+    return lowest_eer(grid), grid
 
 
 def _code_commit() -> str:
