@@ -104,8 +104,12 @@ def test_a_pair_export_records_its_partner_and_needs_it_finished_first(
     assert not (tmp_path / "pair" / "manifest.json").exists()
 
     train_main([*common, "--out", str(tmp_path / "partner"), "--synthetic", "2", "--no-export"])
-    train_main([*common, *pair, "--partner-synthetic", "2"])
+    # a budget every threshold meets: the highest one is taken
+    budget = ["--decoding-rule", "eer-budget", "--eer-budget", "100"]
+    train_main([*common, *pair, "--partner-synthetic", "2", *budget])
     manifest = json.loads((tmp_path / "pair" / "manifest.json").read_text())
+    assert manifest["decoding"]["presence_threshold"] == max(THRESHOLDS)
+    assert manifest["metrics"]["decoding_choice"]["rule"].endswith("(100.0 %)")
     training = manifest["training"]
     assert "partner network" in training["test_time"]
     assert training["partner"]["config"]["synthetic_images"] == 2
