@@ -15,7 +15,7 @@ import torch
 
 from edge.extraction import DecodingSpec, decode_heads
 from models.train.export import export_onnx
-from models.train.net import HalfTurnAverage, MinutiaeNet
+from models.train.net import HALF_TURN_SIGNS, HalfTurnAverage, HalfTurnPair, MinutiaeNet
 
 # Everything the network marks at all, anywhere: the test is about geometry, not thresholds.
 EVERYTHING = DecodingSpec(
@@ -67,15 +67,35 @@ def test_the_average_has_the_networks_input_and_output_shapes() -> None:
         assert HalfTurnAverage(net)(image).shape == net(image).shape == (1, 7, 5, 3)
 
 
-def test_the_exported_graph_computes_the_same_average(tmp_path: Path) -> None:
-    net = _network(4)
+def test_a_network_paired_with_itself_is_its_half_turn_average() -> None:
+    net = _network(6)
+    image = torch.randn(1, 1, 48, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(HalfTurnPair(net, net)(image), HalfTurnAverage(net)(image))
+
+
+def test_a_pair_sees_the_turned_image_as_the_same_print_with_the_roles_swapped() -> None:
+    first, second = _network(7), _network(8)
+    image = torch.randn(1, 1, 40, 56)
+    signs = torch.tensor(HALF_TURN_SIGNS).view(1, -1, 1, 1)
+    with torch.no_grad():
+        plain = HalfTurnPair(first, second)(image)
+        turned = HalfTurnPair(second, first)(torch.flip(image, dims=(2, 3)))
+        different = HalfTurnPair(second, first)(image)
+    torch.testing.assert_close(signs * torch.flip(turned, dims=(2, 3)), plain)
+    assert not torch.allclose(different, plain, atol=1e-3)  # the roles are not interchangeable
+
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_the_exported_graph_computes_the_same_average(tmp_path: Path, pair: bool) -> None:
+    net = HalfTurnPair(_network(4), _network(9)) if pair else HalfTurnAverage(_network(4))
     path = tmp_path / "half.onnx"
-    export_onnx(HalfTurnAverage(net), path)
+    export_onnx(net, path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for height, width in ((48, 64), (72, 40)):  # the graph's height and width are free
         image = torch.randn(1, 1, height, width)
         with torch.no_grad():
-            expected = HalfTurnAverage(net)(image).numpy()
+            expected = net(image).numpy()
         (heads,) = session.run(None, {"image": image.numpy()})
         np.testing.assert_allclose(heads, expected, atol=1e-4)
 
@@ -93,3 +113,18 @@ def test_quantisation_keeps_the_head_in_fp32_behind_the_average(tmp_path: Path) 
     )
     assert head in fp32_nodes(model, Recipe())
     assert head not in fp32_nodes(model, Recipe(head_fp32=False))
+
+
+def test_quantisation_keeps_both_heads_of_a_pair_in_fp32(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from models.train.quantize import Recipe, fp32_nodes
+
+    path = tmp_path / "pair.onnx"
+    export_onnx(HalfTurnPair(_network(5), _network(10)), path)
+    model = onnx.load(str(path))
+    weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    heads = {
+        n.name for n in model.graph.node if n.op_type == "Conv" and weights[n.input[1]][0] == 7
+    }
+    assert len(heads) == 2
+    assert heads <= set(fp32_nodes(model, Recipe()))

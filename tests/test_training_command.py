@@ -18,6 +18,7 @@ from edge.extraction import MinutiaeExtractor
 from models.train import sweep
 from models.train.__main__ import NMS_RADII, THRESHOLDS
 from models.train.__main__ import main as train_main
+from models.train.net import MinutiaeNet
 
 TINY = ["--steps", "2", "--batch-size", "2", "--crop", "64", "--width", "8", "--device", "cpu"]
 RUNS = ["--run", "DB3_B:corpus", "--run", "all:corpus"]
@@ -85,3 +86,53 @@ def test_a_half_turn_export_records_it_and_sees_a_turned_image_as_the_same_print
     # seen turned, the same print: cells and offsets mirrored, directions reversed
     signs = np.array([1, -1, -1, -1, -1, 1, 1], dtype=np.float32)[None, :, None, None]
     np.testing.assert_allclose(turned, signs * heads[:, :, ::-1, ::-1], atol=1e-4)
+
+
+def test_a_pair_export_records_its_partner_and_needs_it_finished_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = write_miniature_corpus(
+        tmp_path / "corpus", ["DB1_B", "DB2_B", "DB3_B", "DB4_B"], seed=5
+    )
+    checkpoints = ["--checkpoints", str(tmp_path / "checkpoints")]
+    common = ["--corpus", str(corpus), "--holdout", "DB2_B", *TINY, *checkpoints]
+    pair = ["--out", str(tmp_path / "pair"), "--test-time", "half-turn-pair"]
+
+    with pytest.raises(SystemExit):
+        train_main([*common, *pair, "--partner-synthetic", "2"])
+    assert "partner run:" in capsys.readouterr().err
+    assert not (tmp_path / "pair" / "manifest.json").exists()
+
+    train_main([*common, "--out", str(tmp_path / "partner"), "--synthetic", "2", "--no-export"])
+    # a budget every threshold meets: the highest one is taken
+    budget = ["--decoding-rule", "eer-budget", "--eer-budget", "100"]
+    train_main([*common, *pair, "--partner-synthetic", "2", *budget])
+    manifest = json.loads((tmp_path / "pair" / "manifest.json").read_text())
+    assert manifest["decoding"]["presence_threshold"] == max(THRESHOLDS)
+    assert manifest["metrics"]["decoding_choice"]["rule"].endswith("(100.0 %)")
+    training = manifest["training"]
+    assert "partner network" in training["test_time"]
+    assert training["partner"]["config"]["synthetic_images"] == 2
+    assert training["partner"]["config"]["databases"] == training["databases"]
+    assert training["config"]["synthetic_images"] == 0
+    one_network = sum(p.numel() for p in MinutiaeNet(width=8).parameters())
+    assert training["parameters"] == 2 * one_network
+    assert MinutiaeExtractor.load(tmp_path / "pair").manifest.sha256 == manifest["sha256"]
+
+
+def test_a_pair_and_an_eer_budget_each_need_both_their_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = ["--corpus", str(tmp_path), "--out", str(tmp_path / "model")]
+    for wrong in (
+        ["--test-time", "half-turn-pair"],
+        ["--partner-synthetic", "800"],
+        ["--test-time", "half-turn-pair", "--partner-synthetic", "0"],
+    ):
+        with pytest.raises(SystemExit):
+            train_main([*out, *wrong])
+    with pytest.raises(SystemExit):
+        train_main([*out, "--decoding-rule", "eer-budget"])
+    errors = capsys.readouterr().err
+    assert errors.count("go together") == 3
+    assert "the partner must differ" in errors

@@ -15,6 +15,7 @@ from models.train.verification import (
     best_f1_near_lowest_eer,
     database_error_rates,
     decoding_grid,
+    highest_threshold_within,
     lowest_eer,
 )
 
@@ -132,3 +133,21 @@ def test_best_minutiae_keeps_the_255_of_highest_quality_in_their_order() -> None
     tied = [m for m in kept if m.quality == kept[-1].quality]
     assert [m.x for m in tied] == sorted(m.x for m in tied)  # ties keep their order
     assert best_minutiae(many[:10]) == sorted(many[:10], key=lambda m: -m.quality)
+
+
+def test_the_eer_budget_buys_the_highest_threshold_that_verifies_within_it() -> None:
+    points = [
+        _point(0.25, 8.0, 0.0090, 60),  # verifies best
+        _point(0.30, 8.0, 0.0130, 70),
+        _point(0.35, 8.0, 0.0150, 75),  # the highest within 1.5 %
+        _point(0.40, 8.0, 0.0180, 80),
+        _point(0.45, 8.0, 0.0140, 82),  # verifies better than 0.40: the budget is not a cut-off
+    ]
+    assert highest_threshold_within(points, 0.015) == points[4]
+    assert highest_threshold_within(points[:4], 0.015) == points[2]
+    assert highest_threshold_within(points[:4], 0.0130) == points[1]
+
+
+def test_with_no_threshold_inside_the_eer_budget_the_best_verifying_one_is_taken() -> None:
+    points = [_point(0.25, 8.0, 0.012, 60), _point(0.30, 8.0, 0.011, 70)]
+    assert highest_threshold_within(points, 0.005) == points[1] == lowest_eer(points)

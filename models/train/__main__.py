@@ -34,20 +34,22 @@ from edge.extraction import Background, MinutiaeExtractor  # noqa: E402
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus  # noqa: E402
 from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, score, with_decoding  # noqa: E402
 from models.train.export import export_onnx, manifest, write_manifest  # noqa: E402
-from models.train.loop import train  # noqa: E402
-from models.train.net import HalfTurnAverage  # noqa: E402
+from models.train.loop import UnfinishedRunError, finished_network, train  # noqa: E402
+from models.train.net import HalfTurnAverage, HalfTurnPair, MinutiaeNet  # noqa: E402
 from models.train.quantize import INT8_FILE, quantize_from_corpus  # noqa: E402
 from models.train.recipe import (  # noqa: E402
     LABEL_SOURCES,
     add_recipe_arguments,
     device,
     prepare,
+    run_checkpoints,
 )
 from models.train.synthetic import TRUTH_FILE  # noqa: E402
 from models.train.verification import (  # noqa: E402
     DecodingPoint,
     best_f1_near_lowest_eer,
     decoding_grid,
+    highest_threshold_within,
     lowest_eer,
 )
 
@@ -56,6 +58,9 @@ TEST_TIME = {
     "plain": "the network once",
     "half-turn": "the network's heads on the image and on the image turned 180 degrees (mapped "
     "back: cells and offsets mirrored, directions reversed), averaged inside the graph",
+    "half-turn-pair": "this network's heads on the image and a partner network's (the same "
+    "recipe with other synthetic data, training.partner) on the image turned 180 degrees "
+    "(mapped back), averaged inside the graph",
 }
 THRESHOLDS = [round(0.05 * i, 2) for i in range(5, 11)]  # 0.25 .. 0.50: where MCC does best
 NMS_RADII = [8.0, 10.0, 12.0, 14.0, 16.0]  # px at 500 ppi; ridges are about 9 px apart
@@ -65,6 +70,8 @@ DECODING_RULES = {
     "databases; NMS radius 8 px",
     "f1-near-eer": "highest minutiae F1 against the labels among the (threshold, NMS radius) "
     f"pairs whose mean training EER is within {100 * EER_SLACK:.1f} points of the lowest",
+    "eer-budget": "the highest threshold (NMS radius 8 px) whose mean training EER is within "
+    "--eer-budget (the lowest EER when none is)",
 }
 DECODING = {
     "cell_size": 8,
@@ -94,7 +101,16 @@ def argument_parser() -> argparse.ArgumentParser:
         choices=sorted(TEST_TIME),
         default="plain",
         help="what the exported graph computes: the network once (plain), or its heads averaged "
-        "with those of the image turned 180 degrees (half-turn; twice the inference time)",
+        "with those of the image turned 180 degrees (half-turn; twice the inference time), or "
+        "with a partner network's heads on the turned image (half-turn-pair; the same time)",
+    )
+    parser.add_argument(
+        "--partner-synthetic",
+        type=int,
+        default=None,
+        metavar="N",
+        help="for --test-time half-turn-pair: the partner is the finished run of this same "
+        "command with --synthetic N (train it first, with --no-export)",
     )
     parser.add_argument(
         "--decoding-rule",
@@ -103,6 +119,14 @@ def argument_parser() -> argparse.ArgumentParser:
         help="how the decoding is chosen on the training databases: the presence threshold "
         "that verifies best (eer), or threshold and NMS radius together, agreeing best with "
         "the labels among those verifying within 0.2 EER points of the best (f1-near-eer)",
+    )
+    parser.add_argument(
+        "--eer-budget",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="for --decoding-rule eer-budget: the mean training EER (%%) the decoding may spend; "
+        "say, what the model this one replaces verifies at on the same databases",
     )
     parser.add_argument(
         "--no-export",
@@ -114,8 +138,29 @@ def argument_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = argument_parser().parse_args(argv)
+    parser = argument_parser()
+    args = parser.parse_args(argv)
+    pair = args.test_time == "half-turn-pair"
+    if pair != (args.partner_synthetic is not None):
+        parser.error("--test-time half-turn-pair and --partner-synthetic go together")
+    if pair and args.partner_synthetic == args.synthetic:
+        parser.error("the partner must differ: --partner-synthetic equals --synthetic")
+    if (args.decoding_rule == "eer-budget") != (args.eer_budget is not None):
+        parser.error("--decoding-rule eer-budget and --eer-budget go together")
     torch.set_num_threads(1)  # the edge box and the shared build machine both have few cores
+    # The partner is looked up first: a missing one should not cost a training run's wait.
+    partner_net: MinutiaeNet | None = None
+    partner: dict[str, object] = {}
+    if pair:
+        partner_args = argparse.Namespace(**{**vars(args), "synthetic": args.partner_synthetic})
+        partner_config, partner_checkpoint, _ = run_checkpoints(
+            partner_args, args.holdout, args.labels
+        )
+        try:
+            partner_net = finished_network(partner_config, partner_checkpoint)
+        except UnfinishedRunError as exc:
+            parser.error(f"partner run: {exc}")
+        partner = {"config": asdict(partner_config), "checkpoint": partner_checkpoint.name}
     code_commit = _code_commit()  # before this run writes models/ (tracked files) itself
 
     run = prepare(args, args.holdout, args.labels)
@@ -125,9 +170,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_export:
         return
 
-    exported = HalfTurnAverage(model) if args.test_time == "half-turn" else model
+    exported: torch.nn.Module = model
+    if args.test_time == "half-turn":
+        exported = HalfTurnAverage(model)
+    elif partner_net is not None:
+        exported = HalfTurnPair(model, partner_net)
     sha256 = export_onnx(exported, args.out / MODEL_FILE)
-    parameters = sum(p.numel() for p in model.parameters())
+    parameters = sum(p.numel() for p in exported.parameters())
     training = {
         "data": "FVC2002 DB1_B..DB4_B (public B sets), labels: " + LABEL_SOURCES[args.labels],
         "synthetic": (
@@ -141,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         "config": asdict(config),
         "parameters": parameters,
         "test_time": TEST_TIME[args.test_time],
+        **({"partner": partner} if partner else {}),
         "command": "python -m models.train " + shlex.join(sys.argv[1:] if argv is None else argv),
         "code_commit": code_commit,
     }
@@ -157,14 +207,15 @@ def main(argv: list[str] | None = None) -> None:
     # The operating point comes from how templates verify, not only from agreement with the
     # labels: MCC gains more from a few extra true minutiae than it loses to spurious ones, so
     # the EER-best threshold sits below the F1-best one.
-    chosen, grid = choose_decoding(extractor, raw_train, args.decoding_rule)
+    chosen, grid = choose_decoding(extractor, raw_train, args.decoding_rule, args.eer_budget)
     settings = {"presence_threshold": chosen.presence_threshold, "nms_radius": chosen.nms_radius}
     tuned = with_decoding(extractor, **settings)
     metrics: dict[str, object] = {
         "tolerance": {"distance_px": DISTANCE_PX, "angle_deg": ANGLE_DEG, "pairing": "one-to-one"},
         "decoding_chosen_on": list(databases),
         "decoding_choice": {
-            "rule": DECODING_RULES[args.decoding_rule],
+            "rule": DECODING_RULES[args.decoding_rule]
+            + (f" ({args.eer_budget} %)" if args.eer_budget is not None else ""),
             "grid": {
                 f"{p.presence_threshold}/{p.nms_radius:g}": {
                     "mean_eer_percent": round(100 * p.mean_eer, 3),
@@ -196,14 +247,20 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def choose_decoding(
-    extractor: MinutiaeExtractor, images: list[RawImage], rule: str
+    extractor: MinutiaeExtractor,
+    images: list[RawImage],
+    rule: str,
+    eer_budget_percent: float | None = None,
 ) -> tuple[DecodingPoint, list[DecodingPoint]]:
     """The decoding ``rule`` picks on ``images``, and the grid it picked from."""
-    if rule == "eer":
-        grid = decoding_grid(extractor, images, THRESHOLDS, [DECODING["nms_radius"]])
-        return lowest_eer(grid), grid
-    grid = decoding_grid(extractor, images, THRESHOLDS, NMS_RADII)
-    return best_f1_near_lowest_eer(grid, EER_SLACK), grid
+    if rule == "f1-near-eer":
+        grid = decoding_grid(extractor, images, THRESHOLDS, NMS_RADII)
+        return best_f1_near_lowest_eer(grid, EER_SLACK), grid
+    grid = decoding_grid(extractor, images, THRESHOLDS, [DECODING["nms_radius"]])
+    if rule == "eer-budget":
+        assert eer_budget_percent is not None
+        return highest_threshold_within(grid, eer_budget_percent / 100), grid
+    return lowest_eer(grid), grid
 
 
 def _code_commit() -> str:

@@ -222,6 +222,27 @@ def sampling_weights(images: list[LabelledImage], synthetic_fraction: float) -> 
     )
 
 
+class UnfinishedRunError(Exception):
+    """A checkpoint asked for as a finished network is missing, another run's, or unfinished."""
+
+
+def finished_network(config: TrainConfig, checkpoint: Path) -> MinutiaeNet:
+    """The network ``config`` trained, from its finished ``checkpoint``, ready for inference."""
+    if not checkpoint.exists():
+        raise UnfinishedRunError(f"{checkpoint} does not exist: train that run first")
+    state = torch.load(checkpoint, weights_only=False, map_location="cpu")
+    if not written_by(config, state["config"]):
+        raise UnfinishedRunError(f"{checkpoint} was written by a different configuration")
+    if state["step"] != config.total_steps:
+        raise UnfinishedRunError(
+            f"{checkpoint} stopped at step {state['step']} of {config.total_steps}: "
+            "finish that run first"
+        )
+    model = MinutiaeNet(config.width)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
 def train(
     images: list[LabelledImage],
     config: TrainConfig,

@@ -106,3 +106,24 @@ class HalfTurnAverage(nn.Module):
         plain, turned = both[:1], both[1:]
         out: torch.Tensor = 0.5 * (plain + self.signs * torch.flip(turned, dims=(2, 3)))
         return out
+
+
+class HalfTurnPair(nn.Module):
+    """Two networks' heads averaged: ``net`` on the image, ``partner`` on the image turned 180
+    degrees (mapped back as :class:`HalfTurnAverage` maps it).
+
+    Two networks trained on different data make fewer of the same mistakes than one network
+    does on two views, for the same two passes. Same input and output as either network.
+    """
+
+    def __init__(self, net: MinutiaeNet, partner: MinutiaeNet) -> None:
+        super().__init__()
+        self.net = net
+        self.partner = partner
+        self.signs: torch.Tensor
+        self.register_buffer("signs", torch.tensor(HALF_TURN_SIGNS).view(1, HEAD_CHANNELS, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        turned = self.partner(torch.flip(x, dims=(2, 3)))
+        out: torch.Tensor = 0.5 * (self.net(x) + self.signs * torch.flip(turned, dims=(2, 3)))
+        return out

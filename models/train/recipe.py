@@ -121,8 +121,8 @@ def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
         raise ValueError(f"--refine-cycles {args.refine_cycles} needs --refine-steps")
     if holdout is not None and holdout not in DATABASE_PPI:
         raise ValueError(f"unknown database {holdout!r}; expected one of {sorted(DATABASE_PPI)}")
-    databases = tuple(d for d in sorted(DATABASE_PPI) if d != holdout)
-    raw_train = load_raw_corpus(args.corpus, list(databases))
+    config, checkpoint, foundation = run_checkpoints(args, holdout, labels)
+    raw_train = load_raw_corpus(args.corpus, list(config.databases))
     taught = raw_train
     if labels == "leader":
         taught = relabel(raw_train, LabelSet.load(LEADER_FILE), LEADER_MIN_SCORE)
@@ -133,6 +133,16 @@ def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
                 truth, only=_spread(len(truth), args.synthetic), cache=args.checkpoints / RENDERS
             )
         )
+    images = [to_target_ppi(r) for r in taught]
+    if args.train_background == "flattened":
+        images = [replace(i, pixels=_flattened(i.pixels)) for i in images]
+    return Run(raw_train, images, config, checkpoint, foundation)
+
+
+def run_checkpoints(
+    args: argparse.Namespace, holdout: str | None, labels: str
+) -> tuple[TrainConfig, Path, Path | None]:
+    """A run's config, its checkpoint and (refined runs) the checkpoint it goes on from."""
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -140,7 +150,7 @@ def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
         learning_rate=args.learning_rate,
         seed=args.seed,
         width=args.width,
-        databases=databases,
+        databases=tuple(d for d in sorted(DATABASE_PPI) if d != holdout),
         labels=labels,
         synthetic_images=args.synthetic,
         synthetic_fraction=args.synthetic_fraction if args.synthetic else 0.0,
@@ -163,11 +173,8 @@ def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
         folder: Path = args.checkpoints
         return folder / f"{name}.pt"
 
-    images = [to_target_ppi(r) for r in taught]
-    if args.train_background == "flattened":
-        images = [replace(i, pixels=_flattened(i.pixels)) for i in images]
     foundation = checkpoint(config.previous) if config.refine_steps else None
-    return Run(raw_train, images, config, checkpoint(config), foundation)
+    return config, checkpoint(config), foundation
 
 
 def _flattened(pixels: NDArray[np.uint8]) -> NDArray[np.uint8]:

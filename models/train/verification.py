@@ -203,3 +203,16 @@ def best_f1_near_lowest_eer(points: Sequence[DecodingPoint], eer_slack: float) -
     bar = lowest_eer(points).mean_eer + eer_slack + 1e-12
     near = [p for p in points if p.mean_eer <= bar]
     return max(near, key=lambda p: (p.agreement.f1, p.nms_radius, p.presence_threshold))
+
+
+def highest_threshold_within(points: Sequence[DecodingPoint], eer_budget: float) -> DecodingPoint:
+    """The highest threshold whose mean EER is within ``eer_budget`` (a fraction), else the
+    setting that verifies best.
+
+    A higher threshold keeps fewer, surer minutiae: closer to the labels, and so to what other
+    matchers expect, for as much verification as the budget allows.
+    """
+    within = [p for p in points if p.mean_eer <= eer_budget + 1e-12]
+    if not within:
+        return lowest_eer(points)
+    return max(within, key=lambda p: (p.presence_threshold, p.agreement.f1, -p.nms_radius))
