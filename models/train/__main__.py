@@ -102,7 +102,7 @@ def argument_parser() -> argparse.ArgumentParser:
         default="plain",
         help="what the exported graph computes: the network once (plain), or its heads averaged "
         "with those of the image turned 180 degrees (half-turn; twice the inference time), or "
-        "with a partner network's heads on the turned image (half-turn-pair; the same time)",
+        "with a partner network's heads on the turned image (half-turn-pair; two passes)",
     )
     parser.add_argument(
         "--partner-synthetic",

@@ -112,8 +112,9 @@ class HalfTurnPair(nn.Module):
     """Two networks' heads averaged: ``net`` on the image, ``partner`` on the image turned 180
     degrees (mapped back as :class:`HalfTurnAverage` maps it).
 
-    Two networks trained on different data make fewer of the same mistakes than one network
-    does on two views, for the same two passes. Same input and output as either network.
+    Two passes, as the half-turn average, in the hope that networks trained on different data
+    share fewer mistakes than one network's two views; held out it did not verify better (see
+    the model card). Same input and output as either network.
     """
 
     def __init__(self, net: MinutiaeNet, partner: MinutiaeNet) -> None:
