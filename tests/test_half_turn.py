@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -107,10 +108,7 @@ def test_quantisation_keeps_the_head_in_fp32_behind_the_average(tmp_path: Path) 
     path = tmp_path / "half.onnx"
     export_onnx(HalfTurnAverage(_network(5)), path)
     model = onnx.load(str(path))
-    weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    (head,) = (
-        n.name for n in model.graph.node if n.op_type == "Conv" and weights[n.input[1]][0] == 7
-    )
+    (head,) = _head_convolutions(model)
     assert head in fp32_nodes(model, Recipe())
     assert head not in fp32_nodes(model, Recipe(head_fp32=False))
 
@@ -122,9 +120,12 @@ def test_quantisation_keeps_both_heads_of_a_pair_in_fp32(tmp_path: Path) -> None
     path = tmp_path / "pair.onnx"
     export_onnx(HalfTurnPair(_network(5), _network(10)), path)
     model = onnx.load(str(path))
-    weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    heads = {
-        n.name for n in model.graph.node if n.op_type == "Conv" and weights[n.input[1]][0] == 7
-    }
+    heads = set(_head_convolutions(model))
     assert len(heads) == 2
     assert heads <= set(fp32_nodes(model, Recipe()))
+
+
+def _head_convolutions(model: Any) -> list[str]:
+    """Names of the Conv nodes with seven output channels: the heads."""
+    weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and weights[n.input[1]][0] == 7]

@@ -86,7 +86,21 @@ class MinutiaeNet(nn.Module):
 HALF_TURN_SIGNS = (1.0, -1.0, -1.0, -1.0, -1.0, 1.0, 1.0)
 
 
-class HalfTurnAverage(nn.Module):
+class _HalfTurn(nn.Module):
+    """Maps heads computed on the image turned 180 degrees back onto the unturned image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.signs: torch.Tensor
+        self.register_buffer("signs", torch.tensor(HALF_TURN_SIGNS).view(1, HEAD_CHANNELS, 1, 1))
+
+    def average(self, plain: torch.Tensor, turned: torch.Tensor) -> torch.Tensor:
+        """The mean of ``plain`` and ``turned`` mapped back."""
+        out: torch.Tensor = 0.5 * (plain + self.signs * torch.flip(turned, dims=(2, 3)))
+        return out
+
+
+class HalfTurnAverage(_HalfTurn):
     """The network's heads averaged over the image and the image turned 180 degrees.
 
     Trained with rotations of any angle, the network makes partly different mistakes on the two
@@ -98,17 +112,13 @@ class HalfTurnAverage(nn.Module):
     def __init__(self, net: MinutiaeNet) -> None:
         super().__init__()
         self.net = net
-        self.signs: torch.Tensor
-        self.register_buffer("signs", torch.tensor(HALF_TURN_SIGNS).view(1, HEAD_CHANNELS, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         both = self.net(torch.cat([x, torch.flip(x, dims=(2, 3))]))
-        plain, turned = both[:1], both[1:]
-        out: torch.Tensor = 0.5 * (plain + self.signs * torch.flip(turned, dims=(2, 3)))
-        return out
+        return self.average(both[:1], both[1:])
 
 
-class HalfTurnPair(nn.Module):
+class HalfTurnPair(_HalfTurn):
     """Two networks' heads averaged: ``net`` on the image, ``partner`` on the image turned 180
     degrees (mapped back as :class:`HalfTurnAverage` maps it).
 
@@ -121,10 +131,6 @@ class HalfTurnPair(nn.Module):
         super().__init__()
         self.net = net
         self.partner = partner
-        self.signs: torch.Tensor
-        self.register_buffer("signs", torch.tensor(HALF_TURN_SIGNS).view(1, HEAD_CHANNELS, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        turned = self.partner(torch.flip(x, dims=(2, 3)))
-        out: torch.Tensor = 0.5 * (self.net(x) + self.signs * torch.flip(turned, dims=(2, 3)))
-        return out
+        return self.average(self.net(x), self.partner(torch.flip(x, dims=(2, 3))))
