@@ -21,7 +21,7 @@ from hypothesis.extra.numpy import arrays
 
 from edge.minutiae import MinutiaKind
 from hil.fingers import FingerGenerator
-from models.train.data import DATABASE_PPI, RawImage
+from models.train.data import DATABASE_PPI, OPEN, RawImage
 from models.train.distill import agreement, compare, distill, leader_labeller, offsets
 from models.train.label_store import (
     LabelSet,
@@ -29,6 +29,7 @@ from models.train.label_store import (
     pixels_sha256,
     relabel,
     training_rows,
+    with_open_extras,
 )
 
 LABELS = Path(__file__).resolve().parents[1] / "models" / "train" / "labels"
@@ -145,6 +146,34 @@ def test_relabel_refuses_an_image_whose_pixels_changed() -> None:
 def test_relabel_refuses_an_image_without_labels() -> None:
     with pytest.raises(LabelStoreError, match="no labels for DB1_B/102_1"):
         relabel([_image("102_1")], _store(_image("101_1")))
+
+
+def test_open_extras_add_the_sure_stored_minutiae_far_from_every_label() -> None:
+    image = _image()
+    store = LabelSet.build(
+        [
+            (
+                "DB1_B/101_1",
+                pixels_sha256(image.pixels),
+                500.0,
+                _rows((10, 12, 90, 1, 0.9), (25, 30, 0, 2, 0.9), (5, 35, 0, 1, 0.2)),
+            )
+        ]
+    )
+    label = np.array([[14, 20, 1, 0, 2]], np.float32)  # 8.9 px from the first stored row
+    labelled = RawImage(image.name, image.database, image.ppi, image.pixels, label)
+    (extended,) = with_open_extras([labelled], store, min_score=0.5, radius=12.0)
+    # the label stays as it was; only the sure row 20 px away joins it, marked open
+    np.testing.assert_allclose(extended.minutiae, [label[0], [25, 30, 1, 0, OPEN]], atol=1e-6)
+
+
+def test_open_extras_refuse_an_image_whose_pixels_changed() -> None:
+    labelled = _image(seed=0)
+    changed = RawImage(
+        labelled.name, labelled.database, 500.0, _image(seed=1).pixels, labelled.minutiae
+    )
+    with pytest.raises(LabelStoreError, match="differs"):
+        with_open_extras([changed], _store(labelled), min_score=0.5, radius=12.0)
 
 
 def test_agreement_counts_a_minutia_turned_round_as_a_miss() -> None:

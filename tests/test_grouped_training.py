@@ -56,6 +56,7 @@ def _batch(n: int, cells: int, seed: int) -> Batch:
         torch.randn(n, 2, cells, cells, generator=g),
         torch.randint(-1, 2, (n, cells, cells), generator=g).float(),
         (torch.rand(n, cells, cells, generator=g) < 0.7).float(),
+        (torch.rand(n, cells, cells, generator=g) < 0.1).float() * (presence == 0),
     )
 
 

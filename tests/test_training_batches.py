@@ -12,8 +12,8 @@ pytest.importorskip("torch")  # the train extra; the kiosk's own test environmen
 import torch
 
 from models.train.augment import Crops, ImageBank, cell_targets, sample_crops
-from models.train.data import SYNTHETIC, LabelledImage
-from models.train.loop import sampling_weights
+from models.train.data import OPEN, SYNTHETIC, LabelledImage
+from models.train.loop import losses, sampling_weights
 
 
 def _marked_image(x: float, y: float, angle: float) -> LabelledImage:
@@ -80,6 +80,36 @@ def test_cell_targets_put_each_minutia_in_its_cell_and_the_later_of_two_wins() -
     assert batch.bifurcation[0, 1, 2] == 1.0
     assert batch.presence[0, 5, 0] == 1 and batch.bifurcation[0, 5, 0] == -1.0  # kind unknown
     assert batch.presence[0, 0, 0] == 0  # padding rows are no minutiae
+
+
+def _open_crops() -> Crops:
+    rows = [
+        [20.0, 9.0, 1.0, 0.0, OPEN],  # cell (1, 2), alone: open
+        [30.0, 30.0, 1.0, 0.0, OPEN],  # cell (3, 3), which a label shares: taught
+        [29.0, 27.0, 0.0, 1.0, 1],
+    ]
+    return Crops(
+        torch.from_numpy(np.zeros((1, 1, 48, 48), np.float32)),
+        torch.tensor([rows]),
+        torch.tensor([[True, True, True]]),
+    )
+
+
+def test_an_open_row_leaves_its_cell_untaught_unless_a_label_shares_it() -> None:
+    batch = cell_targets(_open_crops())
+    assert batch.presence.sum() == 1 and batch.presence[0, 3, 3] == 1
+    assert batch.open.sum() == 1 and batch.open[0, 1, 2] == 1
+    assert batch.direction[0, :, 3, 3].tolist() == pytest.approx([0.0, -1.0])  # the label's
+
+
+def test_the_presence_loss_ignores_what_the_network_says_in_open_cells() -> None:
+    batch = cell_targets(_open_crops())
+    heads = torch.zeros(1, 7, 6, 6)
+    confident = heads.clone()
+    confident[0, 0, 1, 2] = 9.0  # sure of a minutia in the open cell
+    assert losses(confident, batch)["presence"] == pytest.approx(losses(heads, batch)["presence"])
+    confident[0, 0, 0, 0] = 9.0  # and in a cell taught as background
+    assert losses(confident, batch)["presence"] > losses(heads, batch)["presence"]
 
 
 def test_synthetic_images_fill_the_asked_share_of_batches() -> None:

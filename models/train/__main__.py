@@ -7,6 +7,9 @@ Labels: the corpus ISO templates by default; ``--labels leader`` teaches LEADER'
 the committed store ``labels/leader_fvc2002.npz`` instead, and ``--synthetic N`` mixes N
 synthetic impressions with exact minutiae (rendered again from ``labels/synthetic_truth.npz``)
 into every batch; together they verified worse on held-out databases (MODEL_CARD.md).
+``--labels corpus-open`` teaches the corpus labels but leaves the cells of LEADER's sure
+minutiae that no label is near out of the presence loss, so the network is not taught that
+minutiae the labels missed are background.
 Reported minutiae scores are against the corpus labels; the presence threshold is the one whose
 templates verify best (MCC) on the training databases.
 """

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from edge.preprocess import MIN_STD
-from models.train.data import LabelledImage
+from models.train.data import OPEN, LabelledImage
 from models.train.net import CELL
 
 Augmentation = Literal["basic", "strong"]
@@ -36,6 +36,7 @@ class Batch:
     direction: torch.Tensor  # N x 2 x G x G, cos/sin of the ISO angle
     bifurcation: torch.Tensor  # N x G x G, 1 bifurcation, 0 ending, -1 unknown
     foreground: torch.Tensor  # N x G x G, 0/1
+    open: torch.Tensor  # N x G x G, 1 where an OPEN row (and no label) leaves presence untaught
 
 
 @dataclass(frozen=True)
@@ -188,14 +189,19 @@ def sample_crops(
 
 
 def cell_targets(crops: Crops) -> Batch:
-    """Per-cell targets; when two minutiae share a cell the later label row wins."""
+    """Per-cell targets; when two minutiae share a cell the later label row wins.
+
+    ``OPEN`` rows mark their cell open unless a label lies there too.
+    """
     n, _, size, _ = crops.images.shape
     cells = size // CELL
     device = crops.images.device
     x, y = crops.minutiae[..., 0], crops.minutiae[..., 1]
     col = torch.floor((x + 0.5) / CELL).long()
     row = torch.floor((y + 0.5) / CELL).long()
-    keep = crops.labelled & (col >= 0) & (col < cells) & (row >= 0) & (row < cells)
+    inside = crops.labelled & (col >= 0) & (col < cells) & (row >= 0) & (row < cells)
+    is_open = crops.minutiae[..., 4] == OPEN
+    keep = inside & ~is_open
     # Flat cell indices, with one spare slot past the end that swallows the rows not kept; no
     # boolean indexing, so a GPU never waits for the host.
     spare = n * cells * cells
@@ -233,7 +239,10 @@ def cell_targets(crops: Crops) -> Batch:
     mean_sq = F.avg_pool2d(crops.images**2, 2 * CELL, CELL, padding=CELL // 2)
     local_std = (mean_sq - mean * mean).clamp_min(0).sqrt()[:, 0, :cells, :cells]
     foreground = ((local_std > FOREGROUND_STD) | (presence > 0)).float()
-    return Batch(crops.images, presence, offsets, direction, bifurcation, foreground)
+    open_key = torch.where(inside & is_open, (image * cells + row) * cells + col, spare).flatten()
+    marked = torch.zeros(spare + 1, device=device).scatter(0, open_key, 1.0)[:spare]
+    open_cells = marked.reshape(n, cells, cells) * (presence == 0)
+    return Batch(crops.images, presence, offsets, direction, bifurcation, foreground, open_cells)
 
 
 def make_batch(

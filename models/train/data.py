@@ -16,6 +16,9 @@ from edge.templates import iso19794_2_2005
 TARGET_PPI = 500.0
 DATABASE_PPI = {"DB1_B": 500.0, "DB2_B": 569.0, "DB3_B": 500.0, "DB4_B": 500.0}
 SYNTHETIC = "SYNTH"  # the database name of hil.fingers impressions
+# The kind of a row that marks a likely minutia the labels lack: training teaches its cell as
+# neither minutia nor background (``--labels corpus-open``).
+OPEN = -1
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class LabelledImage:
     """An image resampled to 500 ppi and its minutiae there.
 
     ``minutiae`` rows: x, y (pixels), dx, dy (unit direction in pixel axes, y down), kind
-    (1 ending, 2 bifurcation, 0 other).
+    (1 ending, 2 bifurcation, 0 other, ``OPEN`` not a label).
     """
 
     name: str

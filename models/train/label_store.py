@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from models.train.data import RawImage
+from models.train.data import OPEN, RawImage
 
 COLUMNS = ("x", "y", "angle", "kind", "score")
 MAX_IMAGES = 1_000_000
@@ -143,22 +143,53 @@ def training_rows(rows: NDArray[np.float32], min_score: float = 0.0) -> NDArray[
     ).astype(np.float32)
 
 
+def _rows_for(image: RawImage, labels: LabelSet, where: dict[str, int]) -> NDArray[np.float32]:
+    """``labels``' store rows for ``image``, refused when its pixels or resolution changed."""
+    key = f"{image.database}/{image.name}"
+    if key not in where:
+        raise LabelStoreError(f"no labels for {key}")
+    i = where[key]
+    if labels.image_sha256[i] != pixels_sha256(image.pixels):
+        raise LabelStoreError(f"{key}: the image differs from the one labelled")
+    if not math.isclose(float(labels.ppi[i]), image.ppi, rel_tol=1e-4):
+        raise LabelStoreError(f"{key}: labelled at {labels.ppi[i]} ppi, not {image.ppi}")
+    return labels.rows(i)
+
+
 def relabel(images: list[RawImage], labels: LabelSet, min_score: float = 0.0) -> list[RawImage]:
     """The same images with their minutiae replaced by ``labels`` (matched by database/name).
 
     Raises :class:`LabelStoreError` when an image has no labels or its pixels changed since.
     """
     where = labels.index()
-    relabelled = []
+    return [
+        RawImage(
+            image.name,
+            image.database,
+            image.ppi,
+            image.pixels,
+            training_rows(_rows_for(image, labels, where), min_score),
+        )
+        for image in images
+    ]
+
+
+def with_open_extras(
+    images: list[RawImage], labels: LabelSet, min_score: float, radius: float
+) -> list[RawImage]:
+    """The same images and labels, plus ``labels``' rows farther than ``radius`` from them.
+
+    The added rows have kind ``OPEN``: minutiae another extractor is sure of and the labels
+    lack, which training leaves untaught rather than teaching them as background.
+    """
+    where = labels.index()
+    extended = []
     for image in images:
-        key = f"{image.database}/{image.name}"
-        if key not in where:
-            raise LabelStoreError(f"no labels for {key}")
-        i = where[key]
-        if labels.image_sha256[i] != pixels_sha256(image.pixels):
-            raise LabelStoreError(f"{key}: the image differs from the one labelled")
-        if not math.isclose(float(labels.ppi[i]), image.ppi, rel_tol=1e-4):
-            raise LabelStoreError(f"{key}: labelled at {labels.ppi[i]} ppi, not {image.ppi}")
-        rows = training_rows(labels.rows(i), min_score)
-        relabelled.append(RawImage(image.name, image.database, image.ppi, image.pixels, rows))
-    return relabelled
+        rows = training_rows(_rows_for(image, labels, where), min_score)
+        if len(image.minutiae):
+            gaps = rows[:, None, :2] - image.minutiae[None, :, :2]
+            rows = rows[(np.hypot(gaps[..., 0], gaps[..., 1]) > radius).all(axis=1)]
+        rows[:, 4] = OPEN
+        minutiae = np.concatenate([image.minutiae, rows]).astype(np.float32)
+        extended.append(RawImage(image.name, image.database, image.ppi, image.pixels, minutiae))
+    return extended

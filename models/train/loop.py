@@ -177,6 +177,7 @@ def losses(heads: torch.Tensor, batch: Batch, models: int = 1) -> dict[str, torc
 
     everywhere = torch.ones_like(batch.presence, dtype=torch.bool)
     positive = (batch.presence > 0)[:, None].expand(-1, 2, -1, -1)
+    taught = batch.open == 0
     presence = F.binary_cross_entropy_with_logits(
         heads[:, 0],
         batch.presence,
@@ -190,7 +191,7 @@ def losses(heads: torch.Tensor, batch: Batch, models: int = 1) -> dict[str, torc
         heads[:, 5], batch.bifurcation.clamp_min(0), reduction="none"
     )
     return {
-        "presence": _masked_mean(split(presence), split(everywhere)),
+        "presence": _masked_mean(split(presence), split(taught)),
         "foreground": _masked_mean(split(foreground), split(everywhere)),
         "offset": _masked_mean(split(offset_error), split(positive)),
         "direction": _masked_mean(split(direction_error), split(positive)),

