@@ -177,7 +177,7 @@ def relabel(images: list[RawImage], labels: LabelSet, min_score: float = 0.0) ->
 def with_open_extras(
     images: list[RawImage], labels: LabelSet, min_score: float, radius: float
 ) -> list[RawImage]:
-    """The same images and labels, plus ``labels``' rows farther than ``radius`` from them.
+    """The same images, their minutiae joined by the store's rows farther than ``radius`` from all.
 
     The added rows have kind ``OPEN``: minutiae another extractor is sure of and the labels
     lack, which training leaves untaught rather than teaching them as background.
@@ -186,9 +186,8 @@ def with_open_extras(
     extended = []
     for image in images:
         rows = training_rows(_rows_for(image, labels, where), min_score)
-        if len(image.minutiae):
-            gaps = rows[:, None, :2] - image.minutiae[None, :, :2]
-            rows = rows[(np.hypot(gaps[..., 0], gaps[..., 1]) > radius).all(axis=1)]
+        gaps = rows[:, None, :2] - image.minutiae[None, :, :2]
+        rows = rows[(np.hypot(gaps[..., 0], gaps[..., 1]) > radius).all(axis=1)]
         rows[:, 4] = OPEN
         minutiae = np.concatenate([image.minutiae, rows]).astype(np.float32)
         extended.append(RawImage(image.name, image.database, image.ppi, image.pixels, minutiae))
