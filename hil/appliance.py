@@ -33,6 +33,7 @@ from edge.wire import Ack, BookingRequest, TemplateMessage, WireError
 from hil.broker import MosquittoBroker
 from hil.hub import ReferenceHub
 from hil.simulator import FingerScript, PtyScanner, ZfmDevice
+from hil.simulator.script import SERVING_ARRIVAL_WAIT
 
 ImageSource = Callable[[int], npt.NDArray[np.uint8]]
 
@@ -194,8 +195,8 @@ class Appliance:
     # The sensor side: a simulated scanner on a pty here; subclasses put it elsewhere.
 
     def _start_sensor(self) -> None:
-        self.scanner = PtyScanner(ZfmDevice(FingerScript(self._images)),
-                                  link=self.workdir / "ttySIM0")
+        script = FingerScript(self._images, arrival_wait=SERVING_ARRIVAL_WAIT)
+        self.scanner = PtyScanner(ZfmDevice(script), link=self.workdir / "ttySIM0")
         self.scanner.start()
 
     def _stop_sensor(self) -> None:

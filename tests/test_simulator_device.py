@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,25 @@ def test_a_source_provides_placements_up_to_its_limit() -> None:
         assert code(device, Command.GEN_IMG) == Confirmation.NO_FINGER
     assert code(device, Command.GEN_IMG) == Confirmation.NO_FINGER
     assert asked == [0, 1]
+
+
+def test_a_finger_still_being_generated_reads_as_an_empty_glass_not_a_stalled_reply() -> None:
+    # A host gives up on a GenImg after a few seconds; a slow generator must not make the
+    # simulated module miss that, as a real module never does.
+    release = threading.Event()
+
+    def slow_source(index: int) -> npt.NDArray[np.uint8]:
+        release.wait(30)
+        return ridges(8 + index)
+
+    script = FingerScript(slow_source, limit=1, arrival_wait=0.01)
+    device = ZfmDevice(script)
+    assert code(device, Command.GEN_IMG) == Confirmation.NO_FINGER
+    assert (script.placed, script.lifts_seen) == (0, 0)  # nothing arrived, nothing left
+    release.set()
+    answers = [code(device, Command.GEN_IMG) for _ in range(2000)]  # each waits on the maker
+    assert Confirmation.OK in answers
+    assert script.placed == 1
 
 
 def test_an_upload_before_any_capture_sends_a_blank_frame() -> None:

@@ -68,6 +68,11 @@ class DirectoryImages:
             return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
+# How long a GenImg from a host waits for a finger still being generated: a real module answers
+# within about half a second, and the host gives up after a few seconds.
+SERVING_ARRIVAL_WAIT = 0.5
+
+
 @dataclass(frozen=True)
 class Placement:
     """One finger put on the glass; ``number`` counts placements from 0."""
@@ -80,12 +85,20 @@ class FingerScript:
     """A queue of placements: explicit ones from :meth:`place` first, then from ``source``.
 
     ``limit`` caps how many placements ``source`` provides (None: as many as the host takes).
+    ``arrival_wait`` is how long a GenImg waits for ``source``'s next finger before the glass
+    is reported empty (None: until it is made, for callers that want every GenImg to see it).
     Thread-safe: a test may queue fingers while the device serves the host.
     """
 
-    def __init__(self, source: ImageSource | None = None, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        source: ImageSource | None = None,
+        limit: int | None = None,
+        arrival_wait: float | None = None,
+    ) -> None:
         self._source = source
         self._limit = limit
+        self._arrival_wait = arrival_wait
         self._taken_from_source = 0
         # A generated finger can take longer than a host waits for a GenImg reply (a real
         # sensor answers in well under a second), so the next image is made ahead of time.
@@ -146,7 +159,10 @@ class FingerScript:
         if self._queued:
             pixels = self._queued.popleft()
         elif self._next_image is not None:
-            pixels = self._next_image.result()
+            try:
+                pixels = self._next_image.result(timeout=self._arrival_wait)
+            except TimeoutError:
+                return None  # the person has not put the finger down yet
             self._next_image = None
             self._taken_from_source += 1
             self._prefetch()

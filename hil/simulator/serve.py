@@ -12,7 +12,13 @@ from typing import TextIO
 from firmware_bridge.zfm_protocol import BROADCAST_ADDRESS
 from hil.simulator.device import ZfmDevice
 from hil.simulator.pty_scanner import PtyScanner
-from hil.simulator.script import DirectoryImages, FingerScript, ImageSource, RidgeImages
+from hil.simulator.script import (
+    SERVING_ARRIVAL_WAIT,
+    DirectoryImages,
+    FingerScript,
+    ImageSource,
+    RidgeImages,
+)
 
 
 def serve_forever(
@@ -37,7 +43,7 @@ def serve_forever(
     elif source is None:
         source = RidgeImages(seed)
     device = ZfmDevice(
-        FingerScript(source),
+        FingerScript(source, arrival_wait=SERVING_ARRIVAL_WAIT),
         address=address,
         password=password,
         packet_size=packet_size,

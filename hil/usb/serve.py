@@ -15,7 +15,13 @@ from typing import Any, TextIO
 
 from hil.simulator.device import ZfmDevice
 from hil.simulator.pty_scanner import ScannerState
-from hil.simulator.script import DirectoryImages, FingerScript, ImageSource, RidgeImages
+from hil.simulator.script import (
+    SERVING_ARRIVAL_WAIT,
+    DirectoryImages,
+    FingerScript,
+    ImageSource,
+    RidgeImages,
+)
 from hil.usb.testbed import UsbTestbed
 from hil.usb.wire import decode_fault, decode_image, encode_state
 
@@ -67,7 +73,11 @@ class _Server:
         else:
             source = RidgeImages(int(args.get("seed", 0)))
         device = ZfmDevice(
-            FingerScript(source if args.get("auto_fingers", True) else None, args.get("limit")),
+            FingerScript(
+                source if args.get("auto_fingers", True) else None,
+                args.get("limit"),
+                arrival_wait=SERVING_ARRIVAL_WAIT,
+            ),
             password=int(args.get("password", 0)),
             packet_size=int(args.get("packet_size", 128)),
             aura_led=bool(args.get("aura_led", False)),
