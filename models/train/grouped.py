@@ -10,7 +10,7 @@ Each run's checkpoint is written in :func:`models.train.loop.train`'s format und
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +22,14 @@ from models.train.augment import ImageBank, cell_targets, sample_crops
 from models.train.data import LabelledImage
 from models.train.loop import (
     CHECKPOINT_EVERY,
-    LOSS_WEIGHTS,
     TrainConfig,
     carried_history,
     learning_rate_at,
-    losses,
     resumable_state,
     resume_generator,
     sampling_weights,
     save_checkpoint,
+    step_losses,
 )
 from models.train.net import MinutiaeNet
 
@@ -146,11 +145,9 @@ def train_together(
         index = torch.multinomial(draw, batch_size, replacement=True, generator=generator)
         batch = cell_targets(sample_crops(bank, index.flatten(), crop, generator, augmentation))
         stacked = batch.images.reshape(models, batch_size, crop, crop).transpose(0, 1)
-        heads = model(stacked.contiguous(memory_format=torch.channels_last))
-        parts = losses(heads, batch, models)
-        total = sum(LOSS_WEIGHTS[k] * v.sum() for k, v in parts.items())
+        parts, total = step_losses(model, replace(batch, images=stacked), configs[0], step, models)
         optimiser.zero_grad(set_to_none=True)
-        total.backward()  # type: ignore[union-attr]
+        torch.autograd.backward(total)
         optimiser.step()
         if (step + 1) % CHECKPOINT_EVERY == 0 or step + 1 == steps:
             _save(runs, model, optimiser, generator, step + 1, histories)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from edge.extraction import Background
 from models.train.augment import Augmentation, Batch, ImageBank, make_batch
 from models.train.data import SYNTHETIC, LabelledImage
-from models.train.net import MinutiaeNet
+from models.train.net import MinutiaeNet, quarter_turns_back
 
 PRESENCE_POS_WEIGHT = 4.0  # about 2% of cells hold a minutia
 WARMUP_STEPS = 200
@@ -50,6 +50,10 @@ class TrainConfig:
     # finished checkpoint.
     refine_steps: int = 0
     refine_cycles: int = 1
+    # Weight of the quarter-turn consistency loss (0: off). Each step then also runs the network
+    # on the batch turned by 1-3 quarter turns, teaches both views the labels, and penalises
+    # where the turned view, mapped back, disagrees with the plain one (twice the arithmetic).
+    consistency: float = 0.0
 
     @property
     def total_steps(self) -> int:
@@ -202,6 +206,65 @@ def losses(heads: torch.Tensor, batch: Batch, models: int = 1) -> dict[str, torc
 LOSS_WEIGHTS = {"presence": 1.0, "foreground": 0.5, "offset": 2.0, "direction": 1.0, "type": 0.5}
 
 
+def turns_at(step: int) -> int:
+    """Quarter turns of the consistency view at ``step``: 1, 2, 3 in turn (no host sync)."""
+    return step % 3 + 1
+
+
+def consistency_loss(
+    plain: torch.Tensor, turned_back: torch.Tensor, models: int = 1
+) -> torch.Tensor:
+    """Disagreement between two views' heads on the same cells, per network (shape ``models``).
+
+    Presence probabilities are compared on every cell, offsets and directions where either view
+    sees a minutia (weighted by the two views' mean presence, held fixed so that the weight does
+    not itself pull presence down); the sum is taken per minutia the views see, so that the loss
+    does not shrink with how sparse minutiae are. Gradients flow into both views.
+    """
+    n = plain.shape[0]
+    cells = plain.shape[2:]
+
+    def per_network(heads: torch.Tensor) -> torch.Tensor:
+        return heads.reshape(n, models, -1, *cells).transpose(0, 1).flatten(0, 1)
+
+    a, b = per_network(plain), per_network(turned_back)
+    pa, pb = torch.sigmoid(a[:, 0]), torch.sigmoid(b[:, 0])
+    presence = (pa - pb) ** 2
+    weight = (0.5 * (pa + pb)).detach()
+    offsets = ((torch.sigmoid(a[:, 1:3]) - torch.sigmoid(b[:, 1:3])) ** 2).sum(dim=1)
+    direction = ((a[:, 3:5] - b[:, 3:5]) ** 2).sum(dim=1)
+    disagreement = presence + weight * (offsets + direction)
+    seen = weight.reshape(models, -1).sum(dim=1).clamp_min(1.0)
+    return disagreement.reshape(models, -1).sum(dim=1) / seen
+
+
+def step_losses(
+    model: MinutiaeNet, batch: Batch, config: TrainConfig, step: int, models: int = 1
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One step's losses per network (as :func:`losses`) and the weighted total to minimise.
+
+    With ``config.consistency`` the batch is also seen turned (:func:`turns_at`), both views are
+    taught the labels (the turned one's heads mapped back onto the batch's cells) and a
+    ``consistency`` part is added.
+    """
+    images = batch.images
+    turns = turns_at(step)
+    if config.consistency:
+        images = torch.cat([images, torch.rot90(images, turns, dims=(2, 3))])
+    heads = model(images.contiguous(memory_format=torch.channels_last))
+    if config.consistency:
+        n = batch.images.shape[0]
+        plain, turned = heads[:n], quarter_turns_back(heads[n:], turns)
+        views = [losses(plain, batch, models), losses(turned, batch, models)]
+        parts = {k: 0.5 * (views[0][k] + views[1][k]) for k in views[0]}
+        parts["consistency"] = consistency_loss(plain, turned, models)
+    else:
+        parts = losses(heads, batch, models)
+    weights = {**LOSS_WEIGHTS, "consistency": config.consistency}
+    total = sum(weights[k] * v.sum() for k, v in parts.items())
+    return parts, total  # type: ignore[return-value]
+
+
 def learning_rate_at(config: TrainConfig, step: int) -> float:
     if step < config.steps:
         warm = min(1.0, (step + 1) / WARMUP_STEPS)
@@ -281,11 +344,10 @@ def train(
         for group in optimiser.param_groups:
             group["lr"] = learning_rate_at(config, step)
         batch = make_batch(bank, config.batch_size, config.crop, generator, config.augmentation)
-        heads = model(batch.images.contiguous(memory_format=torch.channels_last))
-        parts = {k: v[0] for k, v in losses(heads, batch).items()}
-        total = sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
+        per_network, total = step_losses(model, batch, config, step)
+        parts = {k: v[0] for k, v in per_network.items()}
         optimiser.zero_grad(set_to_none=True)
-        total.backward()  # type: ignore[union-attr]
+        torch.autograd.backward(total)
         optimiser.step()
         with torch.no_grad():  # kept on the device: reading a value each step would stall a GPU
             for k, v in parts.items():

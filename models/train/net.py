@@ -86,6 +86,26 @@ class MinutiaeNet(nn.Module):
 HALF_TURN_SIGNS = (1.0, -1.0, -1.0, -1.0, -1.0, 1.0, 1.0)
 
 
+def quarter_turns_back(heads: torch.Tensor, turns: int) -> torch.Tensor:
+    """Heads computed on an image turned by ``torch.rot90(image, turns, dims=(2, 3))``, mapped
+    back onto the unturned image's cells.
+
+    One such turn moves a point (x, y) of an S x S image to (y, S - x): the cell grid turns the
+    same way, the x offset becomes the y offset and the y offset 1 minus the x offset, and the
+    ISO direction turns by +90 degrees ((cos, sin) -> (-sin, cos)); presence, type and
+    foreground are unchanged. ``heads`` may hold several grouped networks' 7 channels each.
+    """
+    n, channels, rows, cols = heads.shape
+    if rows != cols:
+        raise ValueError(f"a quarter turn needs a square grid, got {rows} x {cols}")
+    h = heads.reshape(n, channels // HEAD_CHANNELS, HEAD_CHANNELS, rows, cols)
+    for _ in range(turns % 4):
+        h = torch.rot90(h, -1, dims=(3, 4))
+        c = [h[:, :, i : i + 1] for i in range(5)]  # presence, offset x, y, cos, sin
+        h = torch.cat([c[0], -c[2], c[1], c[4], -c[3], h[:, :, 5:]], dim=2)
+    return h.reshape(n, channels, rows, cols)
+
+
 class _HalfTurn(nn.Module):
     """Maps heads computed on the image turned 180 degrees back onto the unturned image."""
 

@@ -81,6 +81,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic-fraction", type=float, default=0.3)
     parser.add_argument("--augmentation", choices=AUGMENTATIONS, default="basic")
     parser.add_argument(
+        "--consistency",
+        type=float,
+        default=0.0,
+        help="weight of a loss that makes the network's heads on a crop turned by quarter "
+        "turns agree with its heads on the crop (0: off; doubles each step's arithmetic)",
+    )
+    parser.add_argument(
         "--train-background",
         choices=TRAIN_BACKGROUNDS,
         default="as_captured",
@@ -164,8 +171,10 @@ def run_checkpoints(
         background=args.train_background,
         refine_steps=args.refine_steps,
         refine_cycles=args.refine_cycles,
+        consistency=args.consistency,
     )
     flat = "-flat" if args.train_background == "flattened" else ""  # older names stay valid
+    agree = f"-c{args.consistency:g}" if args.consistency else ""
 
     def checkpoint(run: TrainConfig) -> Path:
         steps = f"s{run.steps}"
@@ -174,7 +183,7 @@ def run_checkpoints(
             steps += f"-r{run.refine_steps}{cycles}"
         name = (
             f"{holdout or 'all'}-{labels}-syn{args.synthetic}-{args.augmentation}{flat}"
-            f"-w{args.width}-b{args.batch_size}-{steps}-seed{args.seed}"
+            f"-w{args.width}-b{args.batch_size}{agree}-{steps}-seed{args.seed}"
         )
         folder: Path = args.checkpoints
         return folder / f"{name}.pt"

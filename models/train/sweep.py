@@ -85,6 +85,8 @@ def export_commands(args: argparse.Namespace) -> list[str]:
         )
     ]
     shared += [f"--augmentation={args.augmentation}", f"--train-background={args.train_background}"]
+    if args.consistency:
+        shared += [f"--consistency={args.consistency:g}"]
     if args.synthetic:
         shared += [f"--synthetic-fraction={args.synthetic_fraction}"]
     commands = []
