@@ -9,7 +9,9 @@ synthetic impressions with exact minutiae (rendered again from ``labels/syntheti
 into every batch; together they verified worse on held-out databases (MODEL_CARD.md).
 ``--labels corpus-open`` teaches the corpus labels but leaves the cells of LEADER's sure
 minutiae that no label is near out of the presence loss, so the network is not taught that
-minutiae the labels missed are background.
+minutiae the labels missed are background. ``--consistency W`` also teaches each crop turned
+by quarter turns and penalises the two views' disagreement; in its pilot it agreed better with
+the labels but verified worse held out (MODEL_CARD.md).
 Reported minutiae scores are against the corpus labels; the presence threshold is the one whose
 templates verify best (MCC) on the training databases.
 """
