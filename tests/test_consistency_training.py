@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,11 +12,11 @@ import pytest
 pytest.importorskip("torch")  # the train extra; the kiosk's own test environment lacks it
 
 import torch
+from random_training_images import random_training_images
 
-from models.train.augment import Batch, Crops, cell_targets
-from models.train.data import LabelledImage
+from models.train.augment import Batch, Crops, ImageBank, cell_targets, make_batch
 from models.train.grouped import train_together
-from models.train.loop import TrainConfig, consistency_loss, train, turns_at
+from models.train.loop import TrainConfig, consistency_loss, step_losses, train, turns_at
 from models.train.net import HALF_TURN_SIGNS, MinutiaeNet, quarter_turns_back
 from models.train.recipe import add_recipe_arguments, run_checkpoints
 
@@ -117,26 +118,13 @@ def test_every_turn_comes_round_in_three_steps() -> None:
     assert sorted(turns_at(step) for step in range(30, 33)) == [1, 2, 3]
 
 
-def _images(database: str, count: int, seed: int) -> list[LabelledImage]:
-    rng = np.random.default_rng(seed)
-    images = []
-    for i in range(count):
-        pixels = rng.integers(0, 255, (48, 56), dtype=np.uint8)
-        angle = rng.uniform(0, 2 * np.pi, 5)
-        rows = np.column_stack(
-            [rng.uniform(4, 50, 5), rng.uniform(4, 44, 5), np.cos(angle), np.sin(angle), np.ones(5)]
-        )
-        images.append(LabelledImage(f"{i}", database, pixels, rows.astype(np.float32)))
-    return images
-
-
 def test_consistency_changes_training_and_a_sweep_trains_it_as_each_run_alone(
     tmp_path: Path,
 ) -> None:
     config = TrainConfig(3, 2, 32, 1e-3, 5, 8, ("DB1_B", "DB2_B"), "corpus", 0, 0.0, "basic")
     agreeing = replace(config, consistency=1.0)
-    first = _images("DB1_B", 3, 1) + _images("DB2_B", 3, 2)
-    second = _images("DB1_B", 3, 1) + _images("DB3_B", 3, 3)
+    first = random_training_images("DB1_B", 3, 1) + random_training_images("DB2_B", 3, 2)
+    second = random_training_images("DB1_B", 3, 1) + random_training_images("DB3_B", 3, 3)
     runs = [
         (first, agreeing, tmp_path / "a.pt"),
         (second, replace(agreeing, databases=("DB1_B", "DB3_B")), tmp_path / "b.pt"),
@@ -151,8 +139,6 @@ def test_consistency_changes_training_and_a_sweep_trains_it_as_each_run_alone(
 
 
 def test_a_consistency_run_gets_its_own_checkpoint_and_plain_runs_keep_their_names() -> None:
-    import argparse
-
     parser = argparse.ArgumentParser()
     add_recipe_arguments(parser)
     common = ["--corpus", "c", "--steps", "100", "--width", "80"]
@@ -171,10 +157,7 @@ def test_the_network_sees_both_views_of_a_consistency_batch() -> None:
     seen: list[int] = []
     net.register_forward_hook(lambda _m, args, _o: seen.append(args[0].shape[0]))
     config = TrainConfig(1, 2, 32, 1e-3, 5, 8, ("DB1_B",), "corpus", 0, 0.0, "basic", consistency=1)
-    from models.train.augment import ImageBank, make_batch
-    from models.train.loop import step_losses
-
-    bank = ImageBank.build(_images("DB1_B", 2, 1))
+    bank = ImageBank.build(random_training_images("DB1_B", 2, 1))
     batch = make_batch(bank, 2, 32, torch.Generator().manual_seed(0))
     parts, total = step_losses(net, batch, config, 0)
     assert seen == [4] and "consistency" in parts and total.requires_grad

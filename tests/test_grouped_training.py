@@ -14,12 +14,13 @@ pytest.importorskip("torch")  # the train extra; the kiosk's own test environmen
 
 import torch
 from miniature_corpus import write_miniature_corpus
+from random_training_images import random_training_images
 
 from edge.preprocess import flatten_background
 from models.train import sweep
 from models.train.__main__ import argument_parser as train_argument_parser
 from models.train.augment import Batch
-from models.train.data import SYNTHETIC, LabelledImage
+from models.train.data import SYNTHETIC
 from models.train.grouped import join, split, train_together
 from models.train.loop import (
     LOSS_WEIGHTS,
@@ -113,19 +114,6 @@ def test_the_gradients_together_are_each_runs_gradients_alone() -> None:
             assert torch.allclose(mine, p.grad, rtol=1e-4, atol=1e-6), name
 
 
-def _images(database: str, count: int, seed: int) -> list[LabelledImage]:
-    rng = np.random.default_rng(seed)
-    images = []
-    for i in range(count):
-        pixels = rng.integers(0, 255, (48, 56), dtype=np.uint8)
-        angle = rng.uniform(0, 2 * np.pi, 5)
-        rows = np.column_stack(
-            [rng.uniform(4, 50, 5), rng.uniform(4, 44, 5), np.cos(angle), np.sin(angle), np.ones(5)]
-        )
-        images.append(LabelledImage(f"{i}", database, pixels, rows.astype(np.float32)))
-    return images
-
-
 def test_a_sweep_writes_each_run_a_checkpoint_that_training_alone_takes_as_finished(
     tmp_path: Path,
 ) -> None:
@@ -142,8 +130,8 @@ def test_a_sweep_writes_each_run_a_checkpoint_that_training_alone_takes_as_finis
         synthetic_fraction=0.0,
         augmentation="strong",
     )
-    first = _images("DB1_B", 3, 1) + _images("DB2_B", 3, 2)
-    second = _images("DB1_B", 3, 1) + _images("DB3_B", 3, 3)
+    first = random_training_images("DB1_B", 3, 1) + random_training_images("DB2_B", 3, 2)
+    second = random_training_images("DB1_B", 3, 1) + random_training_images("DB3_B", 3, 3)
     runs = [
         (first, config, tmp_path / "a.pt"),
         (second, replace(config, databases=("DB1_B", "DB3_B")), tmp_path / "b.pt"),
@@ -160,7 +148,7 @@ def test_a_sweep_writes_each_run_a_checkpoint_that_training_alone_takes_as_finis
 
 def test_runs_that_differ_in_a_shared_option_cannot_train_together(tmp_path: Path) -> None:
     config = TrainConfig(3, 2, 32, 1e-3, 5, WIDTH, ("DB1_B",), "corpus", 0, 0.0, "basic")
-    images = _images("DB1_B", 2, 1)
+    images = random_training_images("DB1_B", 2, 1)
     runs = [
         (images, config, tmp_path / "a.pt"),
         (images, replace(config, batch_size=4), tmp_path / "b.pt"),
@@ -183,7 +171,7 @@ def test_a_checkpoint_from_before_an_option_existed_resumes_as_that_options_defa
     tmp_path: Path,
 ) -> None:
     config = TrainConfig(2, 2, 32, 1e-3, 5, WIDTH, ("DB1_B",), "corpus", 0, 0.0, "basic")
-    images = _images("DB1_B", 2, 1)
+    images = random_training_images("DB1_B", 2, 1)
     checkpoint = tmp_path / "old.pt"
     first = train(images, config, checkpoint, "cpu")
     saved = torch.load(checkpoint, weights_only=False)
@@ -286,7 +274,7 @@ def test_every_refining_cycle_repeats_the_first_one() -> None:
 def test_a_refined_run_goes_on_from_the_run_it_refines_as_if_trained_straight_through(
     tmp_path: Path,
 ) -> None:
-    images = _images("DB1_B", 3, 1)
+    images = random_training_images("DB1_B", 3, 1)
     refined = _tiny_config(2, refine_steps=2)
     straight = train(images, refined, tmp_path / "straight.pt", "cpu")
 
@@ -307,7 +295,7 @@ def test_a_refined_run_goes_on_from_the_run_it_refines_as_if_trained_straight_th
 def test_another_refining_cycle_goes_on_from_the_run_with_one_cycle_fewer(
     tmp_path: Path,
 ) -> None:
-    images = _images("DB1_B", 3, 1)
+    images = random_training_images("DB1_B", 3, 1)
     twice = _tiny_config(2, refine_steps=2, cycles=2)
     straight = train(images, twice, tmp_path / "straight.pt", "cpu")
 
@@ -328,7 +316,7 @@ def test_another_refining_cycle_goes_on_from_the_run_with_one_cycle_fewer(
 
 
 def test_a_refined_run_does_not_start_from_another_runs_checkpoint(tmp_path: Path) -> None:
-    images = _images("DB1_B", 3, 1)
+    images = random_training_images("DB1_B", 3, 1)
     refined = _tiny_config(2, refine_steps=1)
     other = tmp_path / "other.pt"
     train(images, replace(_tiny_config(2), seed=6), other, "cpu")
@@ -362,7 +350,7 @@ def test_refined_runs_get_their_own_checkpoint_named_after_the_one_they_refine(
 
 
 def test_a_sweep_that_refines_finished_runs_says_which_steps_it_trained(tmp_path: Path) -> None:
-    images = _images("DB1_B", 3, 1)
+    images = random_training_images("DB1_B", 3, 1)
     foundations = [tmp_path / "a.pt", tmp_path / "b.pt"]
     plain = [_tiny_config(2), replace(_tiny_config(2), databases=("DB2_B",))]
     train_together([(images, c, f) for c, f in zip(plain, foundations, strict=True)], "cpu", "S1")
