@@ -23,12 +23,11 @@ from models.train.augment import Batch
 from models.train.data import SYNTHETIC
 from models.train.grouped import join, split, train_together
 from models.train.loop import (
-    LOSS_WEIGHTS,
     REFINE_PEAK,
     TrainConfig,
     learning_rate_at,
-    losses,
     resumable_state,
+    step_losses,
     train,
     written_by,
 )
@@ -86,25 +85,26 @@ def test_each_group_computes_what_its_network_computes_alone() -> None:
         assert torch.allclose(out[:, k], net(x[:, k : k + 1]), atol=1e-5)
 
 
-def test_the_gradients_together_are_each_runs_gradients_alone() -> None:
+@pytest.mark.parametrize("consistency", [0.0, 1.0])
+def test_the_gradients_together_are_each_runs_gradients_alone(consistency: float) -> None:
     # AdamW then updates element by element, so equal gradients mean equal training.
     nets = _nets(2)
     grouped = MinutiaeNet(WIDTH, models=2)
     grouped.load_state_dict(join([net.state_dict() for net in nets]))
     n, cells = 4, 4
     batch = _batch(2 * n, cells, seed=7)  # run 0's crops, then run 1's
+    config = TrainConfig(1, n, 8 * cells, 1e-3, 5, WIDTH, ("DB1_B",), "corpus", 0, 0.0, "basic")
+    config = replace(config, consistency=consistency)
 
-    def backward(model: MinutiaeNet, images: torch.Tensor, targets: Batch, models: int) -> None:
+    def backward(model: MinutiaeNet, targets: Batch, models: int) -> None:
         model.train()
-        parts = losses(model(images), targets, models)
-        total = sum(LOSS_WEIGHTS[k] * v.sum() for k, v in parts.items())
-        total.backward()  # type: ignore[union-attr]
+        _, total = step_losses(model, targets, config, step=0, models=models)
+        torch.autograd.backward(total)
 
     for k, net in enumerate(nets):
-        rows = _rows(batch, k * n, (k + 1) * n)
-        backward(net, rows.images, rows, 1)
+        backward(net, _rows(batch, k * n, (k + 1) * n), 1)
     together = batch.images.reshape(2, n, 8 * cells, 8 * cells).transpose(0, 1)
-    backward(grouped, together.contiguous(), batch, 2)
+    backward(grouped, replace(batch, images=together.contiguous()), 2)
 
     grads = {name: p.grad for name, p in grouped.named_parameters()}
     for k, net in enumerate(nets):
