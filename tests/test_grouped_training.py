@@ -221,6 +221,7 @@ def test_a_sweeps_export_commands_find_the_checkpoints_it_wrote(tmp_path: Path) 
     corpus = write_miniature_corpus(tmp_path / "corpus", ["DB1_B", "DB2_B", "DB3_B", "DB4_B"], 4)
     recipe = ["--width", "8", "--augmentation", "strong", "--train-background", "flattened"]
     recipe += ["--steps", "30", "--refine-steps", "10", "--refine-cycles", "2"]
+    recipe += ["--consistency", "0.5"]
     runs = ["--run", "DB3_B:corpus", "--run", "all:corpus"]
     where = ["--corpus", str(corpus), "--checkpoints", str(tmp_path / "elsewhere")]
     args = sweep.argument_parser().parse_args([*where, *recipe, *runs])

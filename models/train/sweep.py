@@ -82,11 +82,10 @@ def export_commands(args: argparse.Namespace) -> list[str]:
             "width",
             "seed",
             "synthetic",
+            "consistency",
         )
     ]
     shared += [f"--augmentation={args.augmentation}", f"--train-background={args.train_background}"]
-    if args.consistency:
-        shared += [f"--consistency={args.consistency:g}"]
     if args.synthetic:
         shared += [f"--synthetic-fraction={args.synthetic_fraction}"]
     commands = []
