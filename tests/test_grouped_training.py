@@ -21,7 +21,7 @@ from models.train import sweep
 from models.train.__main__ import argument_parser as train_argument_parser
 from models.train.augment import Batch
 from models.train.data import SYNTHETIC
-from models.train.grouped import join, split, train_together
+from models.train.grouped import train_together
 from models.train.loop import (
     REFINE_PEAK,
     TrainConfig,
@@ -31,7 +31,7 @@ from models.train.loop import (
     train,
     written_by,
 )
-from models.train.net import MinutiaeNet
+from models.train.net import HalfTurnTeacher, MinutiaeNet, join, split
 from models.train.recipe import RENDERS, add_recipe_arguments, prepare
 from models.train.sweep import parse_run
 
@@ -85,8 +85,8 @@ def test_each_group_computes_what_its_network_computes_alone() -> None:
         assert torch.allclose(out[:, k], net(x[:, k : k + 1]), atol=1e-5)
 
 
-@pytest.mark.parametrize("consistency", [0.0, 1.0])
-def test_the_gradients_together_are_each_runs_gradients_alone(consistency: float) -> None:
+@pytest.mark.parametrize("extra", ["none", "consistency", "distillation"])
+def test_the_gradients_together_are_each_runs_gradients_alone(extra: str) -> None:
     # AdamW then updates element by element, so equal gradients mean equal training.
     nets = _nets(2)
     grouped = MinutiaeNet(WIDTH, models=2)
@@ -94,17 +94,26 @@ def test_the_gradients_together_are_each_runs_gradients_alone(consistency: float
     n, cells = 4, 4
     batch = _batch(2 * n, cells, seed=7)  # run 0's crops, then run 1's
     config = TrainConfig(1, n, 8 * cells, 1e-3, 5, WIDTH, ("DB1_B",), "corpus", 0, 0.0, "basic")
-    config = replace(config, consistency=consistency)
+    step = 0
+    if extra == "consistency":
+        config = replace(config, consistency=1.0)
+    elif extra == "distillation":  # step 1 is the refining cycle the teachers teach
+        config = replace(config, refine_steps=1, teacher="t.pt", distill=1.0, distill_cycles=1)
+        step = 1
+    teachers = [MinutiaeNet(WIDTH + 4) for _ in range(2)]
+    both = MinutiaeNet(WIDTH + 4, models=2)
+    both.load_state_dict(join([t.state_dict() for t in teachers]))
 
-    def backward(model: MinutiaeNet, targets: Batch, models: int) -> None:
+    def backward(model: MinutiaeNet, targets: Batch, models: int, teacher: MinutiaeNet) -> None:
         model.train()
-        _, total = step_losses(model, targets, config, step=0, models=models)
+        taught = HalfTurnTeacher(teacher)
+        _, total = step_losses(model, targets, config, step, models, taught)
         torch.autograd.backward(total)
 
     for k, net in enumerate(nets):
-        backward(net, _rows(batch, k * n, (k + 1) * n), 1)
+        backward(net, _rows(batch, k * n, (k + 1) * n), 1, teachers[k])
     together = batch.images.reshape(2, n, 8 * cells, 8 * cells).transpose(0, 1)
-    backward(grouped, replace(batch, images=together.contiguous()), 2)
+    backward(grouped, replace(batch, images=together.contiguous()), 2, both)
 
     grads = {name: p.grad for name, p in grouped.named_parameters()}
     for k, net in enumerate(nets):
@@ -222,6 +231,7 @@ def test_a_sweeps_export_commands_find_the_checkpoints_it_wrote(tmp_path: Path) 
     recipe = ["--width", "8", "--augmentation", "strong", "--train-background", "flattened"]
     recipe += ["--steps", "30", "--refine-steps", "10", "--refine-cycles", "2"]
     recipe += ["--consistency", "0.5"]
+    recipe += ["--teacher", "{run}-wide.pt", "--distill", "0.5", "--distill-cycles", "2"]
     runs = ["--run", "DB3_B:corpus", "--run", "all:corpus"]
     where = ["--corpus", str(corpus), "--checkpoints", str(tmp_path / "elsewhere")]
     args = sweep.argument_parser().parse_args([*where, *recipe, *runs])
@@ -235,6 +245,7 @@ def test_a_sweeps_export_commands_find_the_checkpoints_it_wrote(tmp_path: Path) 
         again = prepare(exported, exported.holdout, exported.labels)
         assert again.checkpoint == swept.checkpoint
         assert again.config == swept.config
+        assert again.config.teacher == f"{holdout or 'all'}-wide.pt"
 
 
 def _recipe_parser() -> argparse.ArgumentParser:

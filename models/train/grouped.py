@@ -25,34 +25,17 @@ from models.train.loop import (
     TrainConfig,
     carried_history,
     learning_rate_at,
+    load_teacher,
     resumable_state,
     resume_generator,
     sampling_weights,
     save_checkpoint,
     step_losses,
 )
-from models.train.net import MinutiaeNet
+from models.train.net import MinutiaeNet, join, split
 
 # The fields runs of one sweep may differ in; everything else shapes the shared batch or net.
-PER_RUN = frozenset({"databases", "labels", "synthetic_images", "synthetic_fraction"})
-
-
-def split(state: dict[str, torch.Tensor], models: int) -> list[dict[str, torch.Tensor]]:
-    """A grouped network's state dict as ``models`` single networks' state dicts."""
-    parts: list[dict[str, torch.Tensor]] = [{} for _ in range(models)]
-    for key, value in state.items():
-        pieces = [value] * models if value.ndim == 0 else list(value.chunk(models, dim=0))
-        for part, piece in zip(parts, pieces, strict=True):
-            part[key] = piece.clone()
-    return parts
-
-
-def join(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Single networks' state dicts as one grouped network's (inverse of :func:`split`)."""
-    return {
-        key: value if value.ndim == 0 else torch.cat([s[key] for s in states], dim=0)
-        for key, value in states[0].items()
-    }
+PER_RUN = frozenset({"databases", "labels", "synthetic_images", "synthetic_fraction", "teacher"})
 
 
 def _split_optimiser(state: dict[str, Any], models: int) -> list[dict[str, Any]]:
@@ -125,6 +108,10 @@ def train_together(
     model = MinutiaeNet(shared["width"], models).to(device)
     model.load_state_dict(join([single] * models))
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    # runs trained together checkpoint into one folder, where their teachers are looked up
+    teacher = load_teacher(configs, runs[0][2].parent)
+    if teacher is not None:
+        teacher.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimiser = torch.optim.AdamW(model.parameters(), lr=shared["learning_rate"], weight_decay=1e-4)
     generator = torch.Generator(device=device)
     generator.manual_seed(shared["seed"])
@@ -145,7 +132,8 @@ def train_together(
         index = torch.multinomial(draw, batch_size, replacement=True, generator=generator)
         batch = cell_targets(sample_crops(bank, index.flatten(), crop, generator, augmentation))
         stacked = batch.images.reshape(models, batch_size, crop, crop).transpose(0, 1)
-        parts, total = step_losses(model, replace(batch, images=stacked), configs[0], step, models)
+        grouped = replace(batch, images=stacked)
+        parts, total = step_losses(model, grouped, configs[0], step, models, teacher)
         optimiser.zero_grad(set_to_none=True)
         torch.autograd.backward(total)
         optimiser.step()

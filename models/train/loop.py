@@ -17,7 +17,7 @@ from tqdm import tqdm
 from edge.extraction import Background
 from models.train.augment import Augmentation, Batch, ImageBank, make_batch
 from models.train.data import SYNTHETIC, LabelledImage
-from models.train.net import MinutiaeNet, quarter_turns_back
+from models.train.net import HalfTurnTeacher, MinutiaeNet, join, quarter_turns_back
 
 PRESENCE_POS_WEIGHT = 4.0  # about 2% of cells hold a minutia
 WARMUP_STEPS = 200
@@ -54,6 +54,22 @@ class TrainConfig:
     # on the batch turned by 1-3 quarter turns, teaches both views the labels, and penalises
     # where the turned view, mapped back, disagrees with the plain one (twice the arithmetic).
     consistency: float = 0.0
+    # A finished run's checkpoint (file name, beside this run's) whose half-turn averaged heads
+    # the last ``distill_cycles`` refining cycles also learn, with weight ``distill`` ("": none).
+    # The teacher must have trained on the same databases, so that nothing held out leaks in.
+    teacher: str = ""
+    distill: float = 0.0
+    distill_cycles: int = 0
+
+    def __post_init__(self) -> None:
+        taught = (bool(self.teacher), self.distill > 0, self.distill_cycles > 0)
+        if len(set(taught)) != 1:
+            raise ValueError("a teacher needs a positive distill weight and distill cycles")
+        cycles = self.refine_cycles if self.refine_steps else 0
+        if self.distill_cycles > cycles:
+            raise ValueError(
+                f"{self.distill_cycles} distilled cycles, but the run has {cycles} refining cycles"
+            )
 
     @property
     def total_steps(self) -> int:
@@ -61,10 +77,24 @@ class TrainConfig:
 
     @property
     def previous(self) -> TrainConfig:
-        """The run this one goes on from: one refining cycle fewer (itself when it has none)."""
+        """The run this one goes on from: one refining cycle fewer (itself when it has none).
+
+        Distillation is in the last cycles, so the run before has one distilled cycle fewer.
+        """
+        cycles: dict[str, Any]
         if self.refine_steps and self.refine_cycles > 1:
-            return replace(self, refine_cycles=self.refine_cycles - 1)
-        return replace(self, refine_steps=0, refine_cycles=1)
+            cycles = {"refine_cycles": self.refine_cycles - 1}
+            distilled = max(0, self.distill_cycles - 1)
+        else:
+            cycles = {"refine_steps": 0, "refine_cycles": 1}
+            distilled = 0
+        untaught: dict[str, Any] = {} if distilled else {"teacher": "", "distill": 0.0}
+        return replace(self, **cycles, **untaught, distill_cycles=distilled)
+
+    def distilling_at(self, step: int) -> bool:
+        """Whether ``step`` is in one of the refining cycles the teacher teaches."""
+        untaught = self.refine_cycles - self.distill_cycles
+        return bool(self.distill_cycles) and step >= self.steps + self.refine_steps * untaught
 
 
 def written_by(config: TrainConfig, saved: dict[str, Any]) -> bool:
@@ -238,14 +268,61 @@ def consistency_loss(
     return disagreement.reshape(models, -1).sum(dim=1) / seen
 
 
+def _bernoulli_kl(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """KL(target || sigmoid(logits)) per element: zero where the two probabilities agree."""
+    cross = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    negentropy = torch.special.xlogy(target, target) + torch.special.xlogy(1 - target, 1 - target)
+    kl: torch.Tensor = cross + negentropy
+    return kl
+
+
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, models: int = 1
+) -> torch.Tensor:
+    """How far a student's heads are from its teacher's on the same cells, per network.
+
+    Presence and foreground probabilities are matched on every cell; offsets, direction and
+    type where the teacher sees a minutia, weighted by its presence probability. The parts are
+    weighted as the label losses are (:data:`LOSS_WEIGHTS`). Gradients flow into the student only.
+    """
+    n = student.shape[0]
+    cells = student.shape[2:]
+
+    def per_network(heads: torch.Tensor) -> torch.Tensor:
+        return heads.reshape(n, models, -1, *cells).transpose(0, 1).flatten(0, 1)
+
+    s, t = per_network(student), per_network(teacher.detach())
+    probabilities = torch.sigmoid(t[:, [0, 5, 6]])
+    sees = probabilities[:, 0]
+    everywhere = torch.ones_like(sees)
+    parts = {
+        "presence": (_bernoulli_kl(s[:, 0], sees), everywhere),
+        "foreground": (_bernoulli_kl(s[:, 6], probabilities[:, 2]), everywhere),
+        "offset": ((torch.sigmoid(s[:, 1:3]) - torch.sigmoid(t[:, 1:3])).abs().mean(dim=1), sees),
+        "direction": (((s[:, 3:5] - t[:, 3:5]) ** 2).mean(dim=1), sees),
+        "type": (_bernoulli_kl(s[:, 5], probabilities[:, 1]), sees),
+    }
+    total = torch.zeros(models, device=student.device, dtype=student.dtype)
+    for name, (values, weight) in parts.items():
+        per_cell = (values * weight).reshape(models, -1).sum(dim=1)
+        total = total + LOSS_WEIGHTS[name] * per_cell / weight.reshape(models, -1).sum(dim=1)
+    return total
+
+
 def step_losses(
-    model: MinutiaeNet, batch: Batch, config: TrainConfig, step: int, models: int = 1
+    model: MinutiaeNet,
+    batch: Batch,
+    config: TrainConfig,
+    step: int,
+    models: int = 1,
+    teacher: HalfTurnTeacher | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One step's losses per network (as :func:`losses`) and the weighted total to minimise.
 
     With ``config.consistency`` the batch is also seen turned (:func:`turns_at`), both views are
     taught the labels (the turned one's heads mapped back onto the batch's cells) and a
-    ``consistency`` part is added.
+    ``consistency`` part is added. In the cycles ``config`` distils, ``teacher``'s heads on the
+    batch add a ``distill`` part (:func:`distillation_loss`).
     """
     images = batch.images
     turns = turns_at(step)
@@ -260,7 +337,13 @@ def step_losses(
         parts["consistency"] = consistency_loss(plain, turned, models)
     else:
         parts = losses(heads, batch, models)
-    weights = {**LOSS_WEIGHTS, "consistency": config.consistency}
+    if config.distilling_at(step):
+        if teacher is None:
+            raise ValueError(f"step {step} is distilled but no teacher was given")
+        with torch.no_grad():
+            taught = teacher(batch.images.contiguous(memory_format=torch.channels_last))
+        parts["distill"] = distillation_loss(heads[: batch.images.shape[0]], taught, models)
+    weights = {**LOSS_WEIGHTS, "consistency": config.consistency, "distill": config.distill}
     total = sum(weights[k] * v.sum() for k, v in parts.items())
     return parts, total  # type: ignore[return-value]
 
@@ -307,6 +390,41 @@ def finished_network(config: TrainConfig, checkpoint: Path) -> MinutiaeNet:
     return model.eval()
 
 
+def load_teacher(configs: list[TrainConfig], folder: Path) -> HalfTurnTeacher | None:
+    """The frozen teachers of runs trained together, as one grouped network (None: no run
+    distils). Each must be a finished run that trained on none of its student's held-out
+    databases; runs trained together need teachers of one width.
+    """
+    if not any(c.teacher for c in configs):
+        return None
+    if not all(c.teacher for c in configs):
+        raise ValueError("runs trained together must all learn from a teacher or none")
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    states, widths = [], set()
+    for config in configs:
+        path = folder / config.teacher
+        if not path.exists():
+            raise UnfinishedRunError(f"teacher {path} does not exist: train that run first")
+        state = torch.load(path, weights_only=False, map_location="cpu")
+        taught = TrainConfig(**{**defaults, **state["config"]})
+        if state["step"] != taught.total_steps:
+            raise UnfinishedRunError(
+                f"teacher {path} stopped at step {state['step']} of {taught.total_steps}"
+            )
+        unseen = set(taught.databases) - set(config.databases)
+        if unseen:
+            raise ValueError(
+                f"teacher {path.name} trained on {sorted(unseen)}, which this run holds out"
+            )
+        states.append(state["model"])
+        widths.add(taught.width)
+    if len(widths) != 1:
+        raise ValueError(f"teachers trained together must share a width, got {sorted(widths)}")
+    net = MinutiaeNet(widths.pop(), len(states))
+    net.load_state_dict(join(states))
+    return HalfTurnTeacher(net)
+
+
 def train(
     images: list[LabelledImage],
     config: TrainConfig,
@@ -327,6 +445,9 @@ def train(
     generator.manual_seed(config.seed)
     model = MinutiaeNet(config.width).to(device)
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    teacher = load_teacher([config], checkpoint.parent)
+    if teacher is not None:
+        teacher.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     start = 0
     state = resumable_state(config, checkpoint, foundation)
@@ -344,7 +465,7 @@ def train(
         for group in optimiser.param_groups:
             group["lr"] = learning_rate_at(config, step)
         batch = make_batch(bank, config.batch_size, config.crop, generator, config.augmentation)
-        per_network, total = step_losses(model, batch, config, step)
+        per_network, total = step_losses(model, batch, config, step, teacher=teacher)
         parts = {k: v[0] for k, v in per_network.items()}
         optimiser.zero_grad(set_to_none=True)
         torch.autograd.backward(total)

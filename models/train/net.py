@@ -80,6 +80,24 @@ class MinutiaeNet(nn.Module):
         return out
 
 
+def split(state: dict[str, torch.Tensor], models: int) -> list[dict[str, torch.Tensor]]:
+    """A grouped network's state dict as ``models`` single networks' state dicts."""
+    parts: list[dict[str, torch.Tensor]] = [{} for _ in range(models)]
+    for key, value in state.items():
+        pieces = [value] * models if value.ndim == 0 else list(value.chunk(models, dim=0))
+        for part, piece in zip(parts, pieces, strict=True):
+            part[key] = piece.clone()
+    return parts
+
+
+def join(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Single networks' state dicts as one grouped network's (inverse of :func:`split`)."""
+    return {
+        key: value if value.ndim == 0 else torch.cat([s[key] for s in states], dim=0)
+        for key, value in states[0].items()
+    }
+
+
 # Turning the image half a turn moves a minutia to the mirrored cell with both offsets mirrored
 # (sigmoid(-z) = 1 - sigmoid(z)) and its direction reversed; presence, type and foreground are
 # unchanged. Channel order as in edge.extraction.HEAD_CHANNELS.
@@ -136,6 +154,25 @@ class HalfTurnAverage(_HalfTurn):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         both = self.net(torch.cat([x, torch.flip(x, dims=(2, 3))]))
         return self.average(both[:1], both[1:])
+
+
+class HalfTurnTeacher(_HalfTurn):
+    """A frozen network's heads on a batch of crops, averaged over each crop and the crop
+    turned 180 degrees, as the half-turn export computes them; grouped (``net.models`` > 1)
+    like the students it teaches. Crops' sides must be multiples of 8.
+    """
+
+    def __init__(self, net: MinutiaeNet) -> None:
+        super().__init__()
+        self.signs = self.signs.repeat(1, net.models, 1, 1)
+        self.net = net
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        both = self.net(torch.cat([x, torch.flip(x, dims=(2, 3))]))
+        return self.average(both[:n], both[n:])
 
 
 class HalfTurnPair(_HalfTurn):

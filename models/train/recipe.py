@@ -7,6 +7,7 @@ Shared by ``python -m models.train`` (one run, then export) and ``python -m mode
 from __future__ import annotations
 
 import argparse
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -88,6 +89,26 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         "turns agree with its heads on the crop (0: off; doubles each step's arithmetic)",
     )
     parser.add_argument(
+        "--teacher",
+        default=None,
+        metavar="CHECKPOINT",
+        help="a finished run's checkpoint file in --checkpoints whose half-turn averaged heads "
+        "the last --distill-cycles refining cycles also learn ({run} stands for the held-out "
+        "database, or all); it must not have trained on the held-out database",
+    )
+    parser.add_argument(
+        "--distill",
+        type=float,
+        default=1.0,
+        help="with --teacher: the weight of matching the teacher, beside the labels' losses",
+    )
+    parser.add_argument(
+        "--distill-cycles",
+        type=_at_least(1),
+        default=1,
+        help="with --teacher: how many of the last refining cycles learn from it",
+    )
+    parser.add_argument(
         "--train-background",
         choices=TRAIN_BACKGROUNDS,
         default="as_captured",
@@ -129,6 +150,13 @@ def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
         raise ValueError(f"unknown label source {labels!r}; expected one of {expected}")
     if args.refine_cycles > 1 and not args.refine_steps:
         raise ValueError(f"--refine-cycles {args.refine_cycles} needs --refine-steps")
+    if args.teacher and args.distill_cycles > (args.refine_cycles if args.refine_steps else 0):
+        raise ValueError(
+            f"--teacher teaches refining cycles: --distill-cycles {args.distill_cycles} needs "
+            "--refine-steps and at least as many --refine-cycles"
+        )
+    if args.teacher and args.distill <= 0:
+        raise ValueError(f"--distill must be positive, got {args.distill}")
     if holdout is not None and holdout not in DATABASE_PPI:
         raise ValueError(f"unknown database {holdout!r}; expected one of {sorted(DATABASE_PPI)}")
     config, checkpoint, foundation = run_checkpoints(args, holdout, labels)
@@ -156,6 +184,7 @@ def run_checkpoints(
     args: argparse.Namespace, holdout: str | None, labels: str
 ) -> tuple[TrainConfig, Path, Path | None]:
     """A run's config, its checkpoint and (refined runs) the checkpoint it goes on from."""
+    teacher = (args.teacher or "").replace("{run}", holdout or "all")
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -172,6 +201,9 @@ def run_checkpoints(
         refine_steps=args.refine_steps,
         refine_cycles=args.refine_cycles,
         consistency=args.consistency,
+        teacher=teacher,
+        distill=args.distill if teacher else 0.0,
+        distill_cycles=args.distill_cycles if teacher else 0,
     )
     flat = "-flat" if args.train_background == "flattened" else ""  # older names stay valid
     agree = f"-c{args.consistency:g}" if args.consistency else ""
@@ -181,9 +213,13 @@ def run_checkpoints(
         if run.refine_steps:
             cycles = f"x{run.refine_cycles}" if run.refine_cycles > 1 else ""
             steps += f"-r{run.refine_steps}{cycles}"
+        taught = ""
+        if run.teacher:  # the teacher's own name is long; a digest of it keeps this one short
+            digest = hashlib.sha256(run.teacher.encode()).hexdigest()[:8]
+            taught = f"-t{digest}d{run.distill:g}x{run.distill_cycles}"
         name = (
             f"{holdout or 'all'}-{labels}-syn{args.synthetic}-{args.augmentation}{flat}"
-            f"-w{args.width}-b{args.batch_size}{agree}-{steps}-seed{args.seed}"
+            f"-w{args.width}-b{args.batch_size}{agree}{taught}-{steps}-seed{args.seed}"
         )
         folder: Path = args.checkpoints
         return folder / f"{name}.pt"

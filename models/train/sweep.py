@@ -88,6 +88,9 @@ def export_commands(args: argparse.Namespace) -> list[str]:
     shared += [f"--augmentation={args.augmentation}", f"--train-background={args.train_background}"]
     if args.synthetic:
         shared += [f"--synthetic-fraction={args.synthetic_fraction}"]
+    if args.teacher:  # "{run}" stays in: each command names its own run's teacher with it
+        shared += [f"--teacher={args.teacher}", f"--distill={args.distill}"]
+        shared += [f"--distill-cycles={args.distill_cycles}"]
     commands = []
     for holdout, labels in args.run:
         where = f"runs/{holdout or ALL}-{labels}"
