@@ -11,7 +11,8 @@ into every batch; together they verified worse on held-out databases (MODEL_CARD
 minutiae that no label is near out of the presence loss, so the network is not taught that
 minutiae the labels missed are background. ``--consistency W`` also teaches each crop turned
 by quarter turns and penalises the two views' disagreement; in its pilot it agreed better with
-the labels but verified worse held out (MODEL_CARD.md).
+the labels but verified worse held out (MODEL_CARD.md). ``--teacher CHECKPOINT`` makes the last
+refining cycles also learn a finished run's half-turn averaged heads (distillation).
 Reported minutiae scores are against the corpus labels; the presence threshold is the one whose
 templates verify best (MCC) on the training databases.
 """
