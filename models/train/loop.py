@@ -56,7 +56,7 @@ class TrainConfig:
     consistency: float = 0.0
     # A finished run's checkpoint (file name, beside this run's) whose half-turn averaged heads
     # the last ``distill_cycles`` refining cycles also learn, with weight ``distill`` ("": none).
-    # The teacher must have trained on the same databases, so that nothing held out leaks in.
+    # The teacher must not have trained on a database this run holds out (nothing may leak in).
     teacher: str = ""
     distill: float = 0.0
     distill_cycles: int = 0
