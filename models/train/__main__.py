@@ -40,7 +40,7 @@ from edge.extraction import Background, MinutiaeExtractor  # noqa: E402
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus  # noqa: E402
 from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, score, with_decoding  # noqa: E402
 from models.train.export import export_onnx, manifest, write_manifest  # noqa: E402
-from models.train.loop import UnfinishedRunError, finished_network, train  # noqa: E402
+from models.train.loop import UnfinishedRunError, finished_run, train  # noqa: E402
 from models.train.net import HalfTurnAverage, HalfTurnPair, MinutiaeNet  # noqa: E402
 from models.train.quantize import INT8_FILE, quantize_from_corpus  # noqa: E402
 from models.train.recipe import (  # noqa: E402
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             partner_args, args.holdout, args.labels
         )
         try:
-            partner_net = finished_network(partner_config, partner_checkpoint)
+            _, partner_net = finished_run(partner_checkpoint, partner_config)
         except UnfinishedRunError as exc:
             parser.error(f"partner run: {exc}")
         partner = {"config": asdict(partner_config), "checkpoint": partner_checkpoint.name}

@@ -97,14 +97,16 @@ class TrainConfig:
         return bool(self.distill_cycles) and step >= self.steps + self.refine_steps * untaught
 
 
-def written_by(config: TrainConfig, saved: dict[str, Any]) -> bool:
-    """Whether a checkpoint's stored config is ``config``.
-
-    Fields added since the checkpoint was written count as their defaults, which is what it was
-    trained with.
-    """
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's stored config, fields added since it was written at their defaults (which
+    is what it was trained with)."""
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
-    return {**defaults, **saved} == asdict(config)
+    return {**defaults, **saved}
+
+
+def written_by(config: TrainConfig, saved: dict[str, Any]) -> bool:
+    """Whether a checkpoint's stored config is ``config``."""
+    return _with_defaults(saved) == asdict(config)
 
 
 def save_checkpoint(
@@ -373,12 +375,19 @@ class UnfinishedRunError(Exception):
     """A checkpoint asked for as a finished network is missing, another run's, or unfinished."""
 
 
-def finished_network(config: TrainConfig, checkpoint: Path) -> MinutiaeNet:
-    """The network ``config`` trained, from its finished ``checkpoint``, ready for inference."""
+def finished_run(
+    checkpoint: Path, config: TrainConfig | None = None
+) -> tuple[TrainConfig, MinutiaeNet]:
+    """The config and network of a finished run's ``checkpoint``, ready for inference.
+
+    ``config``, when given, must be the one that wrote it.
+    """
     if not checkpoint.exists():
         raise UnfinishedRunError(f"{checkpoint} does not exist: train that run first")
     state = torch.load(checkpoint, weights_only=False, map_location="cpu")
-    if not written_by(config, state["config"]):
+    if config is None:
+        config = TrainConfig(**_with_defaults(state["config"]))
+    elif not written_by(config, state["config"]):
         raise UnfinishedRunError(f"{checkpoint} was written by a different configuration")
     if state["step"] != config.total_steps:
         raise UnfinishedRunError(
@@ -387,7 +396,7 @@ def finished_network(config: TrainConfig, checkpoint: Path) -> MinutiaeNet:
         )
     model = MinutiaeNet(config.width)
     model.load_state_dict(state["model"])
-    return model.eval()
+    return config, model.eval()
 
 
 def load_teacher(configs: list[TrainConfig], folder: Path) -> HalfTurnTeacher | None:
@@ -399,30 +408,21 @@ def load_teacher(configs: list[TrainConfig], folder: Path) -> HalfTurnTeacher | 
         return None
     if not all(c.teacher for c in configs):
         raise ValueError("runs trained together must all learn from a teacher or none")
-    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
-    states, widths = [], set()
+    nets, widths = [], set()
     for config in configs:
-        path = folder / config.teacher
-        if not path.exists():
-            raise UnfinishedRunError(f"teacher {path} does not exist: train that run first")
-        state = torch.load(path, weights_only=False, map_location="cpu")
-        taught = TrainConfig(**{**defaults, **state["config"]})
-        if state["step"] != taught.total_steps:
-            raise UnfinishedRunError(
-                f"teacher {path} stopped at step {state['step']} of {taught.total_steps}"
-            )
+        taught, net = finished_run(folder / config.teacher)
         unseen = set(taught.databases) - set(config.databases)
         if unseen:
             raise ValueError(
-                f"teacher {path.name} trained on {sorted(unseen)}, which this run holds out"
+                f"teacher {config.teacher} trained on {sorted(unseen)}, which this run holds out"
             )
-        states.append(state["model"])
+        nets.append(net)
         widths.add(taught.width)
     if len(widths) != 1:
         raise ValueError(f"teachers trained together must share a width, got {sorted(widths)}")
-    net = MinutiaeNet(widths.pop(), len(states))
-    net.load_state_dict(join(states))
-    return HalfTurnTeacher(net)
+    grouped = MinutiaeNet(widths.pop(), len(nets))
+    grouped.load_state_dict(join([net.state_dict() for net in nets]))
+    return HalfTurnTeacher(grouped)
 
 
 def train(
