@@ -198,6 +198,12 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / weight.sum(dim=1).clamp_min(1.0)
 
 
+def _per_network(heads: torch.Tensor, models: int) -> torch.Tensor:
+    """N x 7m x G x G grouped heads as mN x 7 x G x G: network 0's N rows, then network 1's..."""
+    n, _, *cells = heads.shape
+    return heads.reshape(n, models, -1, *cells).transpose(0, 1).flatten(0, 1)
+
+
 def losses(heads: torch.Tensor, batch: Batch, models: int = 1) -> dict[str, torch.Tensor]:
     """Each loss per network, shape ``models``.
 
@@ -205,8 +211,7 @@ def losses(heads: torch.Tensor, batch: Batch, models: int = 1) -> dict[str, torc
     and the batch holds network 0's N crops, then network 1's, and so on.
     """
     n = heads.shape[0]
-    cells = heads.shape[2:]
-    heads = heads.reshape(n, models, -1, *cells).transpose(0, 1).flatten(0, 1)  # mN x 7 x G x G
+    heads = _per_network(heads, models)
 
     def split(values: torch.Tensor) -> torch.Tensor:
         return values.reshape(models, n, *values.shape[1:])
@@ -253,13 +258,7 @@ def consistency_loss(
     not itself pull presence down); the sum is taken per minutia the views see, so that the loss
     does not shrink with how sparse minutiae are. Gradients flow into both views.
     """
-    n = plain.shape[0]
-    cells = plain.shape[2:]
-
-    def per_network(heads: torch.Tensor) -> torch.Tensor:
-        return heads.reshape(n, models, -1, *cells).transpose(0, 1).flatten(0, 1)
-
-    a, b = per_network(plain), per_network(turned_back)
+    a, b = _per_network(plain, models), _per_network(turned_back, models)
     pa, pb = torch.sigmoid(a[:, 0]), torch.sigmoid(b[:, 0])
     presence = (pa - pb) ** 2
     weight = (0.5 * (pa + pb)).detach()
@@ -287,13 +286,7 @@ def distillation_loss(
     type where the teacher sees a minutia, weighted by its presence probability. The parts are
     weighted as the label losses are (:data:`LOSS_WEIGHTS`). Gradients flow into the student only.
     """
-    n = student.shape[0]
-    cells = student.shape[2:]
-
-    def per_network(heads: torch.Tensor) -> torch.Tensor:
-        return heads.reshape(n, models, -1, *cells).transpose(0, 1).flatten(0, 1)
-
-    s, t = per_network(student), per_network(teacher.detach())
+    s, t = _per_network(student, models), _per_network(teacher.detach(), models)
     probabilities = torch.sigmoid(t[:, [0, 5, 6]])
     sees = probabilities[:, 0]
     everywhere = torch.ones_like(sees)
