@@ -157,6 +157,29 @@ def test_a_finger_stays_until_uploaded_and_the_next_waits_for_the_lift_to_be_see
     assert b"".join(p.payload for p in data) == pack_image(second)
 
 
+def test_a_finger_whose_image_is_never_taken_is_lifted_after_the_persons_patience() -> None:
+    # The kiosk showed an error (say the upload failed) and polls for the lift; a person lifts.
+    first, second = ridges(9), ridges(12)
+    script = FingerScript(patience=3)
+    script.place(first)
+    script.place(second)
+    device = ZfmDevice(script)
+    assert [code(device, Command.GEN_IMG) for _ in range(4)] == [Confirmation.OK] * 3 + [
+        Confirmation.NO_FINGER
+    ]
+    assert (script.placed, script.lifts_seen) == (1, 1)
+    assert code(device, Command.GEN_IMG) == Confirmation.OK
+    data = packets(send(device, Command.UP_IMAGE))[1:]
+    assert b"".join(p.payload for p in data) == pack_image(second)
+    assert code(device, Command.GEN_IMG) == Confirmation.NO_FINGER
+    assert (script.placed, script.lifts_seen) == (2, 2)
+
+
+def test_a_finger_script_refuses_a_person_who_never_waits() -> None:
+    with pytest.raises(ValueError, match="patience"):
+        FingerScript(patience=0)
+
+
 def test_a_finger_queued_later_is_put_down_at_the_next_genimg() -> None:
     device = device_with()
     assert code(device, Command.GEN_IMG) == Confirmation.NO_FINGER

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from hil.simulator.device import ZfmDevice
+from hil.simulator.faults import Fault
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,10 @@ class PtyScanner:
     def replug(self) -> None:
         """Plug back in: a new pty behind the same symlink, and a freshly powered device."""
         self._control(self._replug)
+
+    def add_fault(self, fault: Fault) -> None:
+        """Stage a misbehaviour of the device (see :mod:`hil.simulator.faults`)."""
+        self.device.faults.add(fault)
 
     def _control(self, action: Callable[[], None]) -> None:
         """Run ``action`` on the serving thread, which owns the descriptors, and wait for it."""

@@ -2,7 +2,9 @@
 
 A placement stays on the sensor until the host has uploaded an image of it; the finger is then
 lifted, and the next one is put down only after the host has seen the empty sensor (a GenImg
-answered "no finger"), as an officer moving a subject's hand would.
+answered "no finger"), as an officer moving a subject's hand would. A finger whose image the host
+does not take (its upload failed, or the kiosk showed an error) is lifted after a few more
+GenImg polls, as a person told to lift would.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class DirectoryImages:
             return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
+# GenImg polls that see one finger before the person lifts it untaken: one is a normal capture,
+# and a kiosk waiting for a lift after an error polls several times a second.
+LIFT_PATIENCE = 8
+
 # How long a GenImg from a host waits for a finger still being generated: a real module answers
 # within about half a second, and the host gives up after a few seconds.
 SERVING_ARRIVAL_WAIT = 0.5
@@ -87,6 +93,7 @@ class FingerScript:
     ``limit`` caps how many placements ``source`` provides (None: as many as the host takes).
     ``arrival_wait`` is how long a GenImg waits for ``source``'s next finger before the glass
     is reported empty (None: until it is made, for callers that want every GenImg to see it).
+    ``patience`` is how many GenImg polls see a finger before it is lifted without an upload.
     Thread-safe: a test may queue fingers while the device serves the host.
     """
 
@@ -95,10 +102,14 @@ class FingerScript:
         source: ImageSource | None = None,
         limit: int | None = None,
         arrival_wait: float | None = None,
+        patience: int = LIFT_PATIENCE,
     ) -> None:
+        if patience < 1:
+            raise ValueError("patience must be at least one GenImg")
         self._source = source
         self._limit = limit
         self._arrival_wait = arrival_wait
+        self._patience = patience
         self._taken_from_source = 0
         # A generated finger can take longer than a host waits for a GenImg reply (a real
         # sensor answers in well under a second), so the next image is made ahead of time.
@@ -108,6 +119,7 @@ class FingerScript:
         self._queued: deque[npt.NDArray[np.uint8]] = deque()
         self._lock = threading.Lock()
         self._current: Placement | None = None
+        self._touches = 0  # GenImg polls that have seen the current finger
         self._lift_unseen = False
         self._placed = 0
         self._lifts_seen = 0
@@ -132,9 +144,13 @@ class FingerScript:
     def touch(self) -> Placement | None:
         """What the sensor sees at a GenImg: the finger on the glass, or None."""
         with self._lock:
+            if self._current is not None and self._touches >= self._patience:
+                self._lift()
             if self._current is None and not self._lift_unseen:
                 self._current = self._next_placement()
+                self._touches = 0
             if self._current is not None:
+                self._touches += 1
                 return self._current
             if self._lift_unseen:
                 self._lift_unseen = False
@@ -145,8 +161,11 @@ class FingerScript:
         """The host has the image of placement ``number``: that finger is lifted."""
         with self._lock:
             if self._current is not None and self._current.number == number:
-                self._current = None
-                self._lift_unseen = True
+                self._lift()
+
+    def _lift(self) -> None:
+        self._current = None
+        self._lift_unseen = True
 
     def _prefetch(self) -> None:
         source = self._source

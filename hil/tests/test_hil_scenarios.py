@@ -40,7 +40,7 @@ from firmware_bridge.zfm_protocol import (
 from hil.appliance import Appliance
 from hil.fingers import FingerGenerator
 from hil.rig import CannotStage, Rig, Target, make_rig
-from hil.simulator.faults import FirmwareError, Garbage, Stall
+from hil.simulator.faults import Fault, FirmwareError, Garbage, Stall
 from hil.simulator.pty_scanner import ScannerState
 from hil.usb.testbed import unavailable_reason
 
@@ -214,6 +214,7 @@ class _Cable(Protocol):
     def throttle(self, baudrate: int | None) -> None: ...
     def unplug(self) -> None: ...
     def replug(self) -> None: ...
+    def add_fault(self, fault: Fault) -> None: ...
 
 
 @contextlib.contextmanager
@@ -310,3 +311,25 @@ def test_pulling_the_sensor_mid_upload_during_a_booking_loses_and_duplicates_no_
         assert app.stop_daemon() == 0
         assert _stored(app, "BK-PLUG") == fingers
         assert "sensor disconnected" in app.daemon_log.read_text()
+
+
+@pytest.mark.integration
+def test_a_finger_whose_upload_failed_is_lifted_retaken_and_delivered_once(
+    hil_target: Target, tmp_path: Path
+) -> None:
+    fingers = [1, 2]
+    with _running_appliance(hil_target, tmp_path) as (app, cable):
+        cable.add_fault(
+            FirmwareError(command=Command.UP_IMAGE, code=Confirmation.IMAGE_UPLOAD_FAILED)
+        )
+        app.book("BK-RETRY", fingers)
+
+        def all_stored(line: str) -> bool:
+            return line.endswith("outbox pending 0") and _stored(app, "BK-RETRY") == fingers
+
+        app.notifications(until=all_stored, timeout=3 * PATIENCE)
+        assert app.stop_daemon() == 0
+        assert _stored(app, "BK-RETRY") == fingers
+        # The failed finger was shown the error, lifted untaken, and a fresh one put down.
+        assert cable.state.placed == len(fingers) + 1
+        assert "capture failed (SensorOperationError)" in app.daemon_log.read_text()
