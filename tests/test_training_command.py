@@ -69,15 +69,19 @@ def test_a_half_turn_export_records_it_and_sees_a_turned_image_as_the_same_print
     )
     out = tmp_path / "model"
     checkpoints = ["--checkpoints", str(tmp_path / "checkpoints")]
-    half_turn = ["--test-time", "half-turn", "--decoding-rule", "f1-near-eer"]
+    # a slack every decoding meets: the one agreeing best with the labels is taken
+    half_turn = ["--test-time", "half-turn", "--decoding-rule", "f1-near-eer", "--eer-slack", "100"]
     train_main(["--corpus", str(corpus), "--out", str(out), *half_turn, *TINY, *checkpoints])
     manifest = json.loads((out / "manifest.json").read_text())
     assert "turned 180 degrees" in manifest["training"]["test_time"]
     # threshold and NMS radius were chosen together, from the whole grid
-    grid = manifest["metrics"]["decoding_choice"]["grid"]
+    choice = manifest["metrics"]["decoding_choice"]
+    assert "within 100.0 points of the lowest" in choice["rule"]
+    grid = choice["grid"]
     assert len(grid) == len(THRESHOLDS) * len(NMS_RADII)
     decoding = manifest["decoding"]
-    assert f"{decoding['presence_threshold']}/{decoding['nms_radius']:g}" in grid
+    best = max(grid.values(), key=lambda point: point["f1"])["f1"]
+    assert grid[f"{decoding['presence_threshold']}/{decoding['nms_radius']:g}"]["f1"] == best
 
     session = MinutiaeExtractor.load(out).session
     image = np.random.default_rng(0).normal(size=(1, 1, 48, 64)).astype(np.float32)
@@ -120,7 +124,7 @@ def test_a_pair_export_records_its_partner_and_needs_it_finished_first(
     assert MinutiaeExtractor.load(tmp_path / "pair").manifest.sha256 == manifest["sha256"]
 
 
-def test_a_pair_and_an_eer_budget_each_need_both_their_options(
+def test_options_without_their_partner_option_or_rule_are_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = ["--corpus", str(tmp_path), "--out", str(tmp_path / "model")]
@@ -136,3 +140,9 @@ def test_a_pair_and_an_eer_budget_each_need_both_their_options(
     errors = capsys.readouterr().err
     assert errors.count("go together") == 3
     assert "the partner must differ" in errors
+    with pytest.raises(SystemExit):
+        train_main([*out, "--eer-slack", "0.5"])  # the default rule has no slack
+    assert "--eer-slack is for --decoding-rule f1-near-eer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_main([*out, "--decoding-rule", "f1-near-eer", "--eer-slack", "-0.1"])
+    assert "must not be negative" in capsys.readouterr().err

@@ -75,7 +75,7 @@ DECODING_RULES = {
     "eer": "lowest EER (MCC, all cross-finger impostor pairs) averaged over the training "
     "databases; NMS radius 8 px",
     "f1-near-eer": "highest minutiae F1 against the labels among the (threshold, NMS radius) "
-    f"pairs whose mean training EER is within {100 * EER_SLACK:.1f} points of the lowest",
+    "pairs whose mean training EER is within {slack:.1f} points of the lowest",
     "eer-budget": "the highest threshold (NMS radius 8 px) whose mean training EER is within "
     "--eer-budget (the lowest EER when none is)",
 }
@@ -135,6 +135,15 @@ def argument_parser() -> argparse.ArgumentParser:
         "say, what the model this one replaces verifies at on the same databases",
     )
     parser.add_argument(
+        "--eer-slack",
+        type=float,
+        default=None,
+        metavar="POINTS",
+        help="for --decoding-rule f1-near-eer: how many EER points above the lowest mean "
+        f"training EER a decoding may verify (default {100 * EER_SLACK:.1f}); more trades "
+        "verification for agreement with the labels",
+    )
+    parser.add_argument(
         "--no-export",
         action="store_true",
         help="stop once the checkpoint is trained (say, on a GPU box); the same command without "
@@ -153,6 +162,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("the partner must differ: --partner-synthetic equals --synthetic")
     if (args.decoding_rule == "eer-budget") != (args.eer_budget is not None):
         parser.error("--decoding-rule eer-budget and --eer-budget go together")
+    if args.eer_slack is not None and args.decoding_rule != "f1-near-eer":
+        parser.error("--eer-slack is for --decoding-rule f1-near-eer")
+    if args.eer_slack is not None and args.eer_slack < 0:
+        parser.error("--eer-slack must not be negative")
+    eer_slack = EER_SLACK if args.eer_slack is None else args.eer_slack / 100
     torch.set_num_threads(1)  # the edge box and the shared build machine both have few cores
     # The partner is looked up first: a missing one should not cost a training run's wait.
     partner_net: MinutiaeNet | None = None
@@ -213,14 +227,16 @@ def main(argv: list[str] | None = None) -> None:
     # The operating point comes from how templates verify, not only from agreement with the
     # labels: MCC gains more from a few extra true minutiae than it loses to spurious ones, so
     # the EER-best threshold sits below the F1-best one.
-    chosen, grid = choose_decoding(extractor, raw_train, args.decoding_rule, args.eer_budget)
+    chosen, grid = choose_decoding(
+        extractor, raw_train, args.decoding_rule, args.eer_budget, eer_slack
+    )
     settings = {"presence_threshold": chosen.presence_threshold, "nms_radius": chosen.nms_radius}
     tuned = with_decoding(extractor, **settings)
     metrics: dict[str, object] = {
         "tolerance": {"distance_px": DISTANCE_PX, "angle_deg": ANGLE_DEG, "pairing": "one-to-one"},
         "decoding_chosen_on": list(databases),
         "decoding_choice": {
-            "rule": DECODING_RULES[args.decoding_rule]
+            "rule": DECODING_RULES[args.decoding_rule].format(slack=100 * eer_slack)
             + (f" ({args.eer_budget} %)" if args.eer_budget is not None else ""),
             "grid": {
                 f"{p.presence_threshold}/{p.nms_radius:g}": {
@@ -257,11 +273,12 @@ def choose_decoding(
     images: list[RawImage],
     rule: str,
     eer_budget_percent: float | None = None,
+    eer_slack: float = EER_SLACK,
 ) -> tuple[DecodingPoint, list[DecodingPoint]]:
     """The decoding ``rule`` picks on ``images``, and the grid it picked from."""
     if rule == "f1-near-eer":
         grid = decoding_grid(extractor, images, THRESHOLDS, NMS_RADII)
-        return best_f1_near_lowest_eer(grid, EER_SLACK), grid
+        return best_f1_near_lowest_eer(grid, eer_slack), grid
     grid = decoding_grid(extractor, images, THRESHOLDS, [DECODING["nms_radius"]])
     if rule == "eer-budget":
         assert eer_budget_percent is not None
