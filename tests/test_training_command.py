@@ -16,7 +16,7 @@ from miniature_corpus import write_miniature_corpus
 
 from edge.extraction import MinutiaeExtractor
 from models.train import sweep
-from models.train.__main__ import NMS_RADII, THRESHOLDS
+from models.train.__main__ import DECODING_RULES, NMS_RADII, THRESHOLDS, decoding_rule_text
 from models.train.__main__ import main as train_main
 from models.train.net import MinutiaeNet
 
@@ -146,3 +146,10 @@ def test_options_without_their_partner_option_or_rule_are_refused(
     with pytest.raises(SystemExit):
         train_main([*out, "--decoding-rule", "f1-near-eer", "--eer-slack", "-0.1"])
     assert "must not be negative" in capsys.readouterr().err
+
+
+def test_each_decoding_rule_is_recorded_with_its_own_parameter_and_no_other() -> None:
+    assert decoding_rule_text("eer", 0.005, None) == DECODING_RULES["eer"]
+    assert "within 0.5 points of the lowest" in decoding_rule_text("f1-near-eer", 0.005, None)
+    assert decoding_rule_text("eer-budget", 0.002, 1.5).endswith("(1.5 %)")
+    assert all("{" not in decoding_rule_text(rule, 0.002, 1.5) for rule in DECODING_RULES)

@@ -79,6 +79,17 @@ DECODING_RULES = {
     "eer-budget": "the highest threshold (NMS radius 8 px) whose mean training EER is within "
     "--eer-budget (the lowest EER when none is)",
 }
+
+
+def decoding_rule_text(rule: str, eer_slack: float, eer_budget: float | None) -> str:
+    """The rule as the manifest records it, with the parameter that rule takes."""
+    if rule == "f1-near-eer":
+        return DECODING_RULES[rule].format(slack=100 * eer_slack)
+    if rule == "eer-budget":
+        return f"{DECODING_RULES[rule]} ({eer_budget} %)"
+    return DECODING_RULES[rule]
+
+
 DECODING = {
     "cell_size": 8,
     "presence_threshold": 0.5,
@@ -236,8 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         "tolerance": {"distance_px": DISTANCE_PX, "angle_deg": ANGLE_DEG, "pairing": "one-to-one"},
         "decoding_chosen_on": list(databases),
         "decoding_choice": {
-            "rule": DECODING_RULES[args.decoding_rule].format(slack=100 * eer_slack)
-            + (f" ({args.eer_budget} %)" if args.eer_budget is not None else ""),
+            "rule": decoding_rule_text(args.decoding_rule, eer_slack, args.eer_budget),
             "grid": {
                 f"{p.presence_threshold}/{p.nms_radius:g}": {
                     "mean_eer_percent": round(100 * p.mean_eer, 3),
