@@ -120,7 +120,9 @@ def test_score_is_symmetric_and_deterministic(
     a = MccTemplate.build(impressions[0, 0])
     b = MccTemplate.build(impressions[0, 1])
     again = MccTemplate.build(impressions[0, 1])
-    assert compare(a, b) == pytest.approx(compare(b, a), abs=1e-9)
+    # Cylinders are float32: the two orders sum their dot products differently, and how much
+    # that moves the score depends on the CPU's BLAS kernels (8e-9 seen on an AMD EPYC).
+    assert compare(a, b) == pytest.approx(compare(b, a), abs=1e-6)
     assert compare(a, b) == compare(a, again)
 
 
