@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from int8_agreement import agreement
 from onnxruntime.quantization import CalibrationMethod
@@ -71,6 +72,7 @@ def test_the_int8_model_is_recorded_in_the_manifest_and_the_rest_is_kept(quantis
     assert entry["quantised_from"] == before["sha256"]
     assert (entry["format"], entry["activations"], entry["weights"]) == ("QDQ", "QUInt8", "QInt8")
     assert entry["per_channel"] is True and entry["calibration"] == "MinMax"
+    assert entry["quantised_operators"] == ["Conv", "Relu", "Add"]
     assert entry["calibration_images"]["count"] == 4
     assert entry["calibration_images"]["names"] == [f"SYNTH/{100 + i}_1" for i in range(4)]
     assert entry["command"] == "python -m models.train.quantize (test)"
@@ -127,17 +129,43 @@ def test_quantisation_needs_calibration_images(tmp_path: Path) -> None:
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_narrow_single_channel_convolutions_and_the_head_stay_fp32() -> None:
+def test_the_leading_convolutions_the_head_and_the_average_after_it_stay_fp32() -> None:
     model = onnx.load(str(SHIPPED / "minutiae.onnx"))
     weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    convs = {n.name: weights[n.input[1]] for n in model.graph.node if n.op_type == "Conv"}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
     # the head is the convolution that makes the seven output channels, wherever it sits
-    (head,) = (name for name, w in convs.items() if w[0] == len(HEAD_CHANNELS))
-    kept = set(fp32_nodes(model, Recipe()))
-    narrow = {name for name, w in convs.items() if w[1] == 1 and w[0] < 32}
-    assert kept == narrow | {head}
-    assert len(kept) < len(convs) // 2  # most of the network runs in int8
-    assert set(fp32_nodes(model, Recipe(narrow_fp32_below=1, head_fp32=False))) == set()
+    (head,) = (n.name for n in convs if weights[n.input[1]][0] == len(HEAD_CHANNELS))
+    stem, first_depthwise = convs[0].name, convs[1].name
+    assert weights[convs[0].input[1]][1] == 1  # the stem reads the one-channel image
+    kept = fp32_nodes(model, Recipe())
+    assert {n for n in kept if n in {c.name for c in convs}} == {stem, first_depthwise, head}
+    # the half-turn average after the head: slices, products and the sum of the two views
+    after_head = [n for n in kept if n not in {stem, first_depthwise, head}]
+    names = [n.name for n in model.graph.node]
+    assert after_head and all(names.index(n) > names.index(head) for n in after_head)
+    assert fp32_nodes(model, Recipe(leading_fp32=0, head_fp32=False)) == []
+
+
+def test_onnx_runtime_runs_in_int8_exactly_the_convolutions_the_recipe_quantises(
+    quantised: Path, tmp_path: Path
+) -> None:
+    # ONNX Runtime turns a float convolution between quantised tensors into an int8 one of its
+    # own when it loads a model; the recipe must leave none for it to find.
+    fp32 = onnx.load(str(quantised / "minutiae.onnx"))
+    convs = {n.name for n in fp32.graph.node if n.op_type == "Conv"}
+    kept = convs & set(fp32_nodes(fp32, Recipe()))
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(quantised / INT8_FILE), options, providers=["CPUExecutionProvider"])
+    operators = [n.op_type for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node]
+    assert operators.count("QLinearConv") == len(convs) - len(kept)
+    assert operators.count("Conv") == len(kept)
+    # neither the image nor the heads are rounded on the way in or out
+    int8 = onnx.load(str(quantised / INT8_FILE))
+    (image,) = (i.name for i in int8.graph.input)
+    (heads,) = (o.name for o in int8.graph.output)
+    assert not [n for n in int8.graph.node if n.op_type == "QuantizeLinear" and image in n.input]
+    assert not [n for n in int8.graph.node if n.op_type == "DequantizeLinear" and heads in n.output]
 
 
 def test_calibration_images_are_spread_over_databases_and_repeat_with_the_seed() -> None:

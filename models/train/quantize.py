@@ -43,6 +43,9 @@ from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus
 from models.train.manifest_file import write_manifest
 
 INT8_FILE = "minutiae.int8.onnx"
+# The network's own operators. Left to itself the quantiser would also round the image on its
+# way to the stem and the heads through the half-turn average's slices, products and sum.
+QUANTISED_OPERATORS = ("Conv", "Relu", "Add")
 DEFAULT_IMAGES = 48
 DEFAULT_SEED = 20021
 
@@ -55,11 +58,13 @@ class Recipe:
     weight_type: QuantType = QuantType.QInt8
     per_channel: bool = True
     calibration: CalibrationMethod = CalibrationMethod.MinMax
-    # Convolutions with one input channel per group (the stem, depthwise ones) narrower than
-    # this stay fp32: ONNX Runtime's int8 kernels were slower than its fp32 ones there.
-    narrow_fp32_below: int = 32
+    # The first convolutions on the image's path stay fp32 (the stem and the depthwise one
+    # after it, at full and half resolution): ONNX Runtime's int8 stem moved presence logits near
+    # the threshold by 1.1 on average, and the int8 depthwise one was slower and less accurate.
+    leading_fp32: int = 2
     # The head's seven channels (logits, offsets, cos/sin) span different ranges that one
-    # activation scale would have to share.
+    # activation scale would have to share; what the graph computes from them (the half-turn
+    # average) stays fp32 with it.
     head_fp32: bool = True
 
     def describe(self) -> dict[str, Any]:
@@ -70,51 +75,65 @@ class Recipe:
             "weights": self.weight_type.name,
             "per_channel": self.per_channel,
             "calibration": self.calibration.name,
-            "kept_fp32": (
-                f"convolutions with one input channel per group and under "
-                f"{self.narrow_fp32_below} channels"
-                + ("; the output convolution (head)" if self.head_fp32 else "")
-            ),
+            "quantised_operators": list(QUANTISED_OPERATORS),
+            "kept_fp32": "; ".join(
+                [f"the first {self.leading_fp32} convolutions on the image's path"]
+                * bool(self.leading_fp32)
+                + ["the output convolution (head) and what follows it"] * self.head_fp32
+            )
+            or "nothing",
         }
 
 
 def fp32_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
-    """Names of the Conv nodes ``recipe`` keeps in fp32."""
-    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    heads = _last_convolutions(model) if recipe.head_fp32 else set()
-    kept = []
-    for node in model.graph.node:
-        if node.op_type != "Conv":
-            continue
-        weight = shapes.get(node.input[1], ())
-        narrow = len(weight) == 4 and weight[1] == 1 and weight[0] < recipe.narrow_fp32_below
-        if narrow or node.name in heads:
-            kept.append(node.name)
-    return kept
+    """Names of the nodes ``recipe`` keeps in fp32: the leading convolutions, the head and
+    every node after it.
+
+    Every other convolution is quantised, narrow depthwise ones too: ONNX Runtime turns a float
+    convolution between quantised tensors into an int8 one itself when it loads the model (with
+    weights rounded as it sees fit), so leaving one out there only made it less accurate.
+    """
+    convolutions = [n for n in model.graph.node if n.op_type == "Conv"]
+    leading = recipe.leading_fp32
+    kept = {n.name for n in convolutions if _convolutions(_upstream(model, n)) < leading}
+    if recipe.head_fp32:
+        heads = [n for n in convolutions if not _convolutions(_downstream(model, n))]
+        kept |= {n.name for n in heads}
+        kept |= {n.name for head in heads for n in _downstream(model, head)}
+    return [n.name for n in model.graph.node if n.name in kept]
 
 
-def _last_convolutions(model: onnx.ModelProto) -> set[str]:
-    """Conv nodes with no Conv after them: the head, also where the graph goes on past it
-    (the half-turn average flips, scales and adds the head's output before returning it)."""
+def _downstream(model: onnx.ModelProto, start: onnx.NodeProto) -> list[onnx.NodeProto]:
+    """Every node that uses, directly or not, an output of ``start``."""
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+    found: dict[int, onnx.NodeProto] = {}
+    pending = list(start.output)
+    while pending:
+        for consumer in consumers.get(pending.pop(), []):
+            if id(consumer) not in found:
+                found[id(consumer)] = consumer
+                pending.extend(consumer.output)
+    return list(found.values())
 
-    def feeds_a_convolution(node: onnx.NodeProto) -> bool:
-        pending, seen = list(node.output), set()
-        while pending:
-            for consumer in consumers.get(pending.pop(), []):
-                if consumer.op_type == "Conv":
-                    return True
-                if id(consumer) not in seen:
-                    seen.add(id(consumer))
-                    pending.extend(consumer.output)
-        return False
 
-    return {
-        n.name for n in model.graph.node if n.op_type == "Conv" and not feeds_a_convolution(n)
-    }
+def _upstream(model: onnx.ModelProto, start: onnx.NodeProto) -> list[onnx.NodeProto]:
+    """Every node whose outputs ``start`` uses, directly or not."""
+    producers = {name: node for node in model.graph.node for name in node.output}
+    found: dict[int, onnx.NodeProto] = {}
+    pending = list(start.input)
+    while pending:
+        producer = producers.get(pending.pop())
+        if producer is not None and id(producer) not in found:
+            found[id(producer)] = producer
+            pending.extend(producer.input)
+    return list(found.values())
+
+
+def _convolutions(nodes: list[onnx.NodeProto]) -> int:
+    return sum(node.op_type == "Conv" for node in nodes)
 
 
 class _Tensors(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime is untyped
@@ -173,6 +192,7 @@ def quantize(
             weight_type=recipe.weight_type,
             calibrate_method=recipe.calibration,
             nodes_to_exclude=keep,
+            op_types_to_quantize=list(QUANTISED_OPERATORS),
             extra_options=_calibration_options(recipe),
         )
         data = target.read_bytes()
