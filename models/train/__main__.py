@@ -12,7 +12,8 @@ minutiae that no label is near out of the presence loss, so the network is not t
 minutiae the labels missed are background. ``--consistency W`` also teaches each crop turned
 by quarter turns and penalises the two views' disagreement; in its pilot it agreed better with
 the labels but verified worse held out (MODEL_CARD.md). ``--teacher CHECKPOINT`` makes the last
-refining cycles also learn a finished run's half-turn averaged heads (distillation).
+refining cycles also learn a finished run's half-turn averaged heads (distillation), and
+``--quant-aware-cycles N`` makes the last N train through the int8 model's rounding.
 Reported minutiae scores are against the corpus labels; the presence threshold is the one whose
 templates verify best (MCC) on the training databases.
 """

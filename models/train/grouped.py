@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from models.train.augment import ImageBank, cell_targets, sample_crops
 from models.train.data import LabelledImage
+from models.train.fake_quant import SimulatedInt8
 from models.train.loop import (
     CHECKPOINT_EVERY,
     TrainConfig,
@@ -112,6 +113,7 @@ def train_together(
     teacher = load_teacher(configs, runs[0][2].parent)
     if teacher is not None:
         teacher.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    simulated = SimulatedInt8(model) if shared["quant_aware_cycles"] else None
     optimiser = torch.optim.AdamW(model.parameters(), lr=shared["learning_rate"], weight_decay=1e-4)
     generator = torch.Generator(device=device)
     generator.manual_seed(shared["seed"])
@@ -133,7 +135,7 @@ def train_together(
         batch = cell_targets(sample_crops(bank, index.flatten(), crop, generator, augmentation))
         stacked = batch.images.reshape(models, batch_size, crop, crop).transpose(0, 1)
         grouped = replace(batch, images=stacked)
-        parts, total = step_losses(model, grouped, configs[0], step, models, teacher)
+        parts, total = step_losses(model, grouped, configs[0], step, models, teacher, simulated)
         optimiser.zero_grad(set_to_none=True)
         torch.autograd.backward(total)
         optimiser.step()

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from edge.extraction import Background
 from models.train.augment import Augmentation, Batch, ImageBank, make_batch
 from models.train.data import SYNTHETIC, LabelledImage
+from models.train.fake_quant import SimulatedInt8
 from models.train.net import HalfTurnTeacher, MinutiaeNet, join, quarter_turns_back
 
 PRESENCE_POS_WEIGHT = 4.0  # about 2% of cells hold a minutia
@@ -60,6 +61,9 @@ class TrainConfig:
     teacher: str = ""
     distill: float = 0.0
     distill_cycles: int = 0
+    # The last ``quant_aware_cycles`` refining cycles train through the int8 model's rounding
+    # (models.train.fake_quant), so that its minutiae survive quantisation.
+    quant_aware_cycles: int = 0
 
     def __post_init__(self) -> None:
         taught = (bool(self.teacher), self.distill > 0, self.distill_cycles > 0)
@@ -70,6 +74,11 @@ class TrainConfig:
             raise ValueError(
                 f"{self.distill_cycles} distilled cycles, but the run has {cycles} refining cycles"
             )
+        if not 0 <= self.quant_aware_cycles <= cycles:
+            raise ValueError(
+                f"{self.quant_aware_cycles} quantisation-aware cycles, but the run has {cycles} "
+                "refining cycles"
+            )
 
     @property
     def total_steps(self) -> int:
@@ -79,22 +88,31 @@ class TrainConfig:
     def previous(self) -> TrainConfig:
         """The run this one goes on from: one refining cycle fewer (itself when it has none).
 
-        Distillation is in the last cycles, so the run before has one distilled cycle fewer.
+        Distillation and quantisation-aware training are in the last cycles, so the run before
+        has one such cycle fewer.
         """
         cycles: dict[str, Any]
         if self.refine_steps and self.refine_cycles > 1:
             cycles = {"refine_cycles": self.refine_cycles - 1}
             distilled = max(0, self.distill_cycles - 1)
+            quant_aware = max(0, self.quant_aware_cycles - 1)
         else:
             cycles = {"refine_steps": 0, "refine_cycles": 1}
-            distilled = 0
+            distilled = quant_aware = 0
         untaught: dict[str, Any] = {} if distilled else {"teacher": "", "distill": 0.0}
-        return replace(self, **cycles, **untaught, distill_cycles=distilled)
+        return replace(
+            self, **cycles, **untaught, distill_cycles=distilled, quant_aware_cycles=quant_aware
+        )
 
     def distilling_at(self, step: int) -> bool:
         """Whether ``step`` is in one of the refining cycles the teacher teaches."""
         untaught = self.refine_cycles - self.distill_cycles
         return bool(self.distill_cycles) and step >= self.steps + self.refine_steps * untaught
+
+    def quant_aware_at(self, step: int) -> bool:
+        """Whether ``step`` is in one of the quantisation-aware refining cycles."""
+        plain = self.refine_cycles - self.quant_aware_cycles
+        return bool(self.quant_aware_cycles) and step >= self.steps + self.refine_steps * plain
 
 
 def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
@@ -311,19 +329,26 @@ def step_losses(
     step: int,
     models: int = 1,
     teacher: HalfTurnTeacher | None = None,
+    simulated: SimulatedInt8 | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One step's losses per network (as :func:`losses`) and the weighted total to minimise.
 
     With ``config.consistency`` the batch is also seen turned (:func:`turns_at`), both views are
     taught the labels (the turned one's heads mapped back onto the batch's cells) and a
     ``consistency`` part is added. In the cycles ``config`` distils, ``teacher``'s heads on the
-    batch add a ``distill`` part (:func:`distillation_loss`).
+    batch add a ``distill`` part (:func:`distillation_loss`). In its quantisation-aware cycles
+    the heads come from ``simulated``, ``model`` with the int8 model's rounding.
     """
     images = batch.images
     turns = turns_at(step)
     if config.consistency:
         images = torch.cat([images, torch.rot90(images, turns, dims=(2, 3))])
-    heads = model(images.contiguous(memory_format=torch.channels_last))
+    forward: MinutiaeNet | SimulatedInt8 = model
+    if config.quant_aware_at(step):
+        if simulated is None or simulated.net is not model:
+            raise ValueError(f"step {step} is quantisation-aware but no simulation of the model")
+        forward = simulated
+    heads = forward(images.contiguous(memory_format=torch.channels_last))
     if config.consistency:
         n = batch.images.shape[0]
         plain, turned = heads[:n], quarter_turns_back(heads[n:], turns)
@@ -441,6 +466,7 @@ def train(
     teacher = load_teacher([config], checkpoint.parent)
     if teacher is not None:
         teacher.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    simulated = SimulatedInt8(model) if config.quant_aware_cycles else None
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     start = 0
     state = resumable_state(config, checkpoint, foundation)
@@ -458,7 +484,9 @@ def train(
         for group in optimiser.param_groups:
             group["lr"] = learning_rate_at(config, step)
         batch = make_batch(bank, config.batch_size, config.crop, generator, config.augmentation)
-        per_network, total = step_losses(model, batch, config, step, teacher=teacher)
+        per_network, total = step_losses(
+            model, batch, config, step, teacher=teacher, simulated=simulated
+        )
         parts = {k: v[0] for k, v in per_network.items()}
         optimiser.zero_grad(set_to_none=True)
         torch.autograd.backward(total)

@@ -109,6 +109,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --teacher: how many of the last refining cycles learn from it",
     )
     parser.add_argument(
+        "--quant-aware-cycles",
+        type=_at_least(0),
+        default=0,
+        help="how many of the last refining cycles train through the int8 model's rounding "
+        "(models.train.fake_quant), so that its minutiae survive quantisation",
+    )
+    parser.add_argument(
         "--train-background",
         choices=TRAIN_BACKGROUNDS,
         default="as_captured",
@@ -154,6 +161,11 @@ def prepare(args: argparse.Namespace, holdout: str | None, labels: str) -> Run:
         raise ValueError(
             f"--teacher teaches refining cycles: --distill-cycles {args.distill_cycles} needs "
             "--refine-steps and at least as many --refine-cycles"
+        )
+    if args.quant_aware_cycles > (args.refine_cycles if args.refine_steps else 0):
+        raise ValueError(
+            f"--quant-aware-cycles {args.quant_aware_cycles} needs --refine-steps and at least "
+            "as many --refine-cycles"
         )
     if args.teacher and args.distill <= 0:
         raise ValueError(f"--distill must be positive, got {args.distill}")
@@ -204,6 +216,7 @@ def run_checkpoints(
         teacher=teacher,
         distill=args.distill if teacher else 0.0,
         distill_cycles=args.distill_cycles if teacher else 0,
+        quant_aware_cycles=args.quant_aware_cycles,
     )
     flat = "-flat" if args.train_background == "flattened" else ""  # older names stay valid
     agree = f"-c{args.consistency:g}" if args.consistency else ""
@@ -217,6 +230,8 @@ def run_checkpoints(
         if run.teacher:  # the teacher's own name is long; a digest of it keeps this one short
             digest = hashlib.sha256(run.teacher.encode()).hexdigest()[:8]
             taught = f"-t{digest}d{run.distill:g}x{run.distill_cycles}"
+        if run.quant_aware_cycles:
+            taught += f"-q{run.quant_aware_cycles}"
         name = (
             f"{holdout or 'all'}-{labels}-syn{args.synthetic}-{args.augmentation}{flat}"
             f"-w{args.width}-b{args.batch_size}{agree}{taught}-{steps}-seed{args.seed}"

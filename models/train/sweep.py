@@ -83,6 +83,7 @@ def export_commands(args: argparse.Namespace) -> list[str]:
             "seed",
             "synthetic",
             "consistency",
+            "quant_aware_cycles",
         )
     ]
     shared += [f"--augmentation={args.augmentation}", f"--train-background={args.train_background}"]
