@@ -27,7 +27,7 @@ from models.train.net import MinutiaeNet, Separable
 from models.train.quantize import Recipe
 
 RANGE_MOMENTUM = 0.05  # how fast a tensor's range follows the batches'
-_INT8_LIMITS = (-128, 127)
+_INT8_LIMITS = (-127, 127)  # symmetric, as the quantiser rounds weights
 _UINT8_LIMITS = (0, 255)
 
 
