@@ -93,47 +93,36 @@ def fp32_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
     convolution between quantised tensors into an int8 one itself when it loads the model (with
     weights rounded as it sees fit), so leaving one out there only made it less accurate.
     """
-    convolutions = [n for n in model.graph.node if n.op_type == "Conv"]
-    leading = recipe.leading_fp32
-    kept = {n.name for n in convolutions if _convolutions(_upstream(model, n)) < leading}
+    nodes = list(model.graph.node)
+    producer = {tensor: i for i, node in enumerate(nodes) for tensor in node.output}
+    inputs = [{producer[t] for t in node.input if t in producer} for node in nodes]
+    users: list[set[int]] = [set() for _ in nodes]
+    for i, sources in enumerate(inputs):
+        for source in sources:
+            users[source].add(i)
+    convolutions = [i for i, node in enumerate(nodes) if node.op_type == "Conv"]
+
+    def count(indices: set[int]) -> int:
+        return sum(nodes[i].op_type == "Conv" for i in indices)
+
+    kept = {i for i in convolutions if count(_closure(i, inputs)) < recipe.leading_fp32}
     if recipe.head_fp32:
-        heads = [n for n in convolutions if not _convolutions(_downstream(model, n))]
-        kept |= {n.name for n in heads}
-        kept |= {n.name for head in heads for n in _downstream(model, head)}
-    return [n.name for n in model.graph.node if n.name in kept]
+        heads = {i for i in convolutions if not count(_closure(i, users))}
+        kept |= heads.union(*(_closure(i, users) for i in heads))
+    return [nodes[i].name for i in sorted(kept)]
 
 
-def _downstream(model: onnx.ModelProto, start: onnx.NodeProto) -> list[onnx.NodeProto]:
-    """Every node that uses, directly or not, an output of ``start``."""
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    found: dict[int, onnx.NodeProto] = {}
-    pending = list(start.output)
+def _closure(start: int, edges: list[set[int]]) -> set[int]:
+    """The nodes reached from node ``start`` along ``edges`` (to its inputs' producers, or to
+    its outputs' users), not counting ``start`` itself."""
+    found: set[int] = set()
+    pending = list(edges[start])
     while pending:
-        for consumer in consumers.get(pending.pop(), []):
-            if id(consumer) not in found:
-                found[id(consumer)] = consumer
-                pending.extend(consumer.output)
-    return list(found.values())
-
-
-def _upstream(model: onnx.ModelProto, start: onnx.NodeProto) -> list[onnx.NodeProto]:
-    """Every node whose outputs ``start`` uses, directly or not."""
-    producers = {name: node for node in model.graph.node for name in node.output}
-    found: dict[int, onnx.NodeProto] = {}
-    pending = list(start.input)
-    while pending:
-        producer = producers.get(pending.pop())
-        if producer is not None and id(producer) not in found:
-            found[id(producer)] = producer
-            pending.extend(producer.input)
-    return list(found.values())
-
-
-def _convolutions(nodes: list[onnx.NodeProto]) -> int:
-    return sum(node.op_type == "Conv" for node in nodes)
+        node = pending.pop()
+        if node not in found:
+            found.add(node)
+            pending.extend(edges[node])
+    return found
 
 
 class _Tensors(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime is untyped
