@@ -1,0 +1,195 @@
+"""Cross-validated decoding: each model's threshold and NMS radius chosen on prints it never saw.
+
+A network is surer of its minutiae on the databases it trained on than on a new sensor, so a
+threshold chosen there sits too low for new prints. Here every leave-one-database-out run is
+scored over the decoding grid on its own held-out database. A held-out run is then decoded by
+the setting the f1-near-eer rule picks from the *other* runs' held-out scores (its own held-out
+database never enters its choice), and the all-database model by the setting picked from all
+of them. Only the manifests' ``decoding`` and the figures that depend on it change.
+
+    python -m models.train.cross_decoding --corpus ../shared/corpus \\
+        --run DB1_B=runs/x-DB1_B --run DB2_B=runs/x-DB2_B --run DB3_B=runs/x-DB3_B \\
+        --run DB4_B=runs/x-DB4_B --all models/ --version 1.9.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.extraction import MinutiaeExtractor
+from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus
+from models.train.evaluate import Score, score, with_decoding
+from models.train.manifest_file import write_manifest
+from models.train.verification import DecodingPoint, best_f1_near_lowest_eer, decoding_grid
+
+THRESHOLDS = [round(0.05 * i, 2) for i in range(5, 11)]  # as models.train's grid
+NMS_RADII = [8.0, 10.0, 12.0, 14.0, 16.0]
+EER_SLACK = 0.002  # 0.2 EER points, as 1.8.0's rule
+
+Grid = list[DecodingPoint]
+
+
+def pooled(grids: Sequence[Grid]) -> Grid:
+    """One grid from several runs' grids over the same settings: EER averaged, agreement pooled."""
+    if not grids:
+        raise ValueError("no grids to pool")
+    settings = [(p.presence_threshold, p.nms_radius) for p in grids[0]]
+    for grid in grids[1:]:
+        if [(p.presence_threshold, p.nms_radius) for p in grid] != settings:
+            raise ValueError("grids cover different decoding settings")
+    return [
+        DecodingPoint(
+            threshold,
+            radius,
+            float(np.mean([grid[i].mean_eer for grid in grids])),
+            sum((grid[i].agreement for grid in grids), Score(0, 0, 0)),
+        )
+        for i, (threshold, radius) in enumerate(settings)
+    ]
+
+
+def choices(
+    held_out_grids: Mapping[str, Grid], eer_slack: float = EER_SLACK
+) -> dict[str | None, tuple[DecodingPoint, Grid, list[str]]]:
+    """For each held-out database's run, and for the all-database model (key ``None``): the
+    chosen setting, the pooled grid it came from and the databases that grid was scored on."""
+    result: dict[str | None, tuple[DecodingPoint, Grid, list[str]]] = {}
+    for database in [*held_out_grids, None]:
+        others = sorted(d for d in held_out_grids if d != database)
+        grid = pooled([held_out_grids[d] for d in others])
+        result[database] = (best_f1_near_lowest_eer(grid, eer_slack), grid, others)
+    return result
+
+
+def rule_text(eer_slack: float) -> str:
+    return (
+        "highest minutiae F1 against the labels among the (threshold, NMS radius) pairs whose "
+        f"mean EER is within {100 * eer_slack:g} points of the lowest, scored by the "
+        "leave-one-database-out runs on their held-out databases, this model's own excepted "
+        "(cross-validated decoding)"
+    )
+
+
+def _training(model_dir: Path) -> dict[str, Any]:
+    training = json.loads((model_dir / "manifest.json").read_text()).get("training")
+    return training if isinstance(training, dict) else {}
+
+
+def held_out_database(model_dir: Path) -> str | None:
+    held = _training(model_dir).get("held_out")
+    return str(held) if held else None
+
+
+def _databases(model_dir: Path) -> list[str]:
+    return [str(d) for d in _training(model_dir).get("databases") or []]
+
+
+def rewrite(
+    model_dir: Path,
+    chosen: DecodingPoint,
+    grid: Grid,
+    chosen_on: list[str],
+    eer_slack: float,
+    command: str,
+    images: Sequence[RawImage],
+    held_out: str | None,
+    version: str | None = None,
+) -> None:
+    """Set ``model_dir``'s manifest decoding to ``chosen`` and re-measure what depends on it."""
+    path = model_dir / "manifest.json"
+    content: dict[str, Any] = json.loads(path.read_text())
+    settings = {"presence_threshold": chosen.presence_threshold, "nms_radius": chosen.nms_radius}
+    content["decoding"] = {**content["decoding"], **settings}
+    if version is not None:
+        content["version"] = version
+    tuned = with_decoding(MinutiaeExtractor.load(model_dir), **settings)
+    metrics = content.setdefault("metrics", {})
+    metrics["decoding_chosen_on"] = [f"{d} (the {d}-held-out run)" for d in chosen_on]
+    metrics["decoding_choice"] = {
+        "rule": rule_text(eer_slack),
+        "command": command,
+        "grid": {
+            f"{p.presence_threshold}/{p.nms_radius:g}": {
+                "mean_eer_percent": round(100 * p.mean_eer, 3),
+                "f1": round(p.agreement.f1, 4),
+            }
+            for p in grid
+        },
+    }
+    training = [i for i in images if i.database in _databases(model_dir)]
+    metrics["training_databases"] = {k: v.as_dict() for k, v in score(tuned, training).items()}
+    if held_out is not None:
+        held = [i for i in images if i.database == held_out]
+        metrics["held_out"] = {k: v.as_dict() for k, v in score(tuned, held).items()}
+    write_manifest(path, content)
+
+
+def _run(text: str) -> tuple[str, Path]:
+    database, sep, folder = text.partition("=")
+    if not sep or database not in DATABASE_PPI or not folder:
+        raise argparse.ArgumentTypeError(f"expected DBn_B=FOLDER, got {text!r}")
+    return database, Path(folder)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.train.cross_decoding")
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument(
+        "--run",
+        type=_run,
+        action="append",
+        required=True,
+        metavar="DBn_B=FOLDER",
+        help="a leave-one-database-out run and the database it held out (give all of them)",
+    )
+    parser.add_argument("--all", type=Path, help="the all-database model to decode likewise")
+    parser.add_argument("--version", help="new version for the all-database model's manifest")
+    parser.add_argument("--eer-slack", type=float, default=100 * EER_SLACK, help="EER points")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=THRESHOLDS)
+    parser.add_argument("--radii", type=float, nargs="+", default=NMS_RADII, help="NMS, px")
+    args = parser.parse_args(argv)
+    runs = dict(args.run)
+    if len(runs) < 2 or len(runs) != len(args.run):
+        parser.error("give at least two runs, one per held-out database")
+    for database, folder in runs.items():
+        if held_out_database(folder) != database:
+            parser.error(f"{folder} did not hold out {database}")
+    if args.all is not None and held_out_database(args.all) is not None:
+        parser.error(f"{args.all} held out a database; --all is the model trained on all")
+    if args.version is not None and args.all is None:
+        parser.error("--version is for the --all model")
+    eer_slack = args.eer_slack / 100
+    given = list(argv) if argv is not None else sys.argv[1:]
+    command = shlex.join(["python", "-m", "models.train.cross_decoding", *given])
+    trained_on = {d for f in [*runs.values(), args.all] if f is not None for d in _databases(f)}
+    images = load_raw_corpus(args.corpus, sorted(trained_on | set(runs)))
+    grids = {}
+    for database, folder in runs.items():
+        extractor = MinutiaeExtractor.load(folder)
+        held = [i for i in images if i.database == database]
+        grids[database] = decoding_grid(extractor, held, args.thresholds, args.radii)
+        print(f"{database}: {folder} scored on its held-out database", flush=True)
+    for database, (chosen, grid, others) in choices(grids, eer_slack).items():
+        target = runs[database] if database is not None else args.all
+        if target is None:
+            continue
+        version = args.version if database is None else None
+        rewrite(target, chosen, grid, others, eer_slack, command, images, database, version)
+        print(
+            f"{target}: threshold {chosen.presence_threshold}, NMS {chosen.nms_radius:g} px "
+            f"(chosen on {', '.join(others)}: mean EER {100 * chosen.mean_eer:.3f} %, "
+            f"F1 {chosen.agreement.f1:.4f})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
