@@ -78,35 +78,27 @@ def _run_folder(root: Path, name: str, held_out: str | None) -> Path:
     return folder
 
 
-def test_a_run_named_for_a_database_it_did_not_hold_out_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("second_holds_out", "all_model", "message"),
+    [
+        ("DB1_B", False, "did not hold out DB2_B"),
+        ("DB2_B", True, "--all is the model trained on all"),
+    ],
+    ids=["a run named for a database it did not hold out", "an all model that held one out"],
+)
+def test_runs_that_do_not_match_their_role_are_refused(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    second_holds_out: str,
+    all_model: bool,
+    message: str,
 ) -> None:
     db1 = _run_folder(tmp_path, "a", "DB1_B")
-    db2 = _run_folder(tmp_path, "b", "DB1_B")
+    db2 = _run_folder(tmp_path, "b", second_holds_out)
+    argv = ["--corpus", str(tmp_path), "--run", f"DB1_B={db1}", "--run", f"DB2_B={db2}"]
     with pytest.raises(SystemExit):
-        main(["--corpus", str(tmp_path), "--run", f"DB1_B={db1}", "--run", f"DB2_B={db2}"])
-    assert "did not hold out DB2_B" in capsys.readouterr().err
-
-
-def test_the_all_database_model_must_not_have_held_out_a_database(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    db1 = _run_folder(tmp_path, "a", "DB1_B")
-    db2 = _run_folder(tmp_path, "b", "DB2_B")
-    with pytest.raises(SystemExit):
-        main(
-            [
-                "--corpus",
-                str(tmp_path),
-                "--run",
-                f"DB1_B={db1}",
-                "--run",
-                f"DB2_B={db2}",
-                "--all",
-                str(db1),
-            ]
-        )
-    assert "--all is the model trained on all" in capsys.readouterr().err
+        main(argv + (["--all", str(db1)] if all_model else []))
+    assert message in capsys.readouterr().err
 
 
 def test_every_model_is_redecoded_from_the_other_runs_held_out_scores(tmp_path: Path) -> None:

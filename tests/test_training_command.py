@@ -16,9 +16,10 @@ from miniature_corpus import write_miniature_corpus
 
 from edge.extraction import MinutiaeExtractor
 from models.train import sweep
-from models.train.__main__ import DECODING_RULES, NMS_RADII, THRESHOLDS, decoding_rule_text
+from models.train.__main__ import DECODING_RULES, decoding_rule_text
 from models.train.__main__ import main as train_main
 from models.train.net import MinutiaeNet
+from models.train.verification import NMS_RADII, THRESHOLDS
 
 TINY = ["--steps", "2", "--batch-size", "2", "--crop", "64", "--width", "8", "--device", "cpu"]
 RUNS = ["--run", "DB3_B:corpus", "--run", "all:corpus"]

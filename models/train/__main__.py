@@ -53,9 +53,13 @@ from models.train.recipe import (  # noqa: E402
 )
 from models.train.synthetic import TRUTH_FILE  # noqa: E402
 from models.train.verification import (  # noqa: E402
+    EER_SLACK,
+    NMS_RADII,
+    THRESHOLDS,
     DecodingPoint,
     best_f1_near_lowest_eer,
     decoding_grid,
+    grid_record,
     highest_threshold_within,
     lowest_eer,
 )
@@ -69,9 +73,6 @@ TEST_TIME = {
     "recipe with other synthetic data, training.partner) on the image turned 180 degrees "
     "(mapped back), averaged inside the graph",
 }
-THRESHOLDS = [round(0.05 * i, 2) for i in range(5, 11)]  # 0.25 .. 0.50: where MCC does best
-NMS_RADII = [8.0, 10.0, 12.0, 14.0, 16.0]  # px at 500 ppi; ridges are about 9 px apart
-EER_SLACK = 0.002  # 0.2 points: about two genuine comparisons of a three-database mean
 DECODING_RULES = {
     "eer": "lowest EER (MCC, all cross-finger impostor pairs) averaged over the training "
     "databases; NMS radius 8 px",
@@ -249,13 +250,7 @@ def main(argv: list[str] | None = None) -> None:
         "decoding_chosen_on": list(databases),
         "decoding_choice": {
             "rule": decoding_rule_text(args.decoding_rule, eer_slack, args.eer_budget),
-            "grid": {
-                f"{p.presence_threshold}/{p.nms_radius:g}": {
-                    "mean_eer_percent": round(100 * p.mean_eer, 3),
-                    "f1": round(p.agreement.f1, 4),
-                }
-                for p in grid
-            },
+            "grid": grid_record(grid),
         },
         "training_databases": {k: v.as_dict() for k, v in score(tuned, raw_train).items()},
     }

@@ -28,11 +28,15 @@ from edge.extraction import MinutiaeExtractor
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus
 from models.train.evaluate import Score, score, with_decoding
 from models.train.manifest_file import write_manifest
-from models.train.verification import DecodingPoint, best_f1_near_lowest_eer, decoding_grid
-
-THRESHOLDS = [round(0.05 * i, 2) for i in range(5, 11)]  # as models.train's grid
-NMS_RADII = [8.0, 10.0, 12.0, 14.0, 16.0]
-EER_SLACK = 0.002  # 0.2 EER points, as 1.8.0's rule
+from models.train.verification import (
+    EER_SLACK,
+    NMS_RADII,
+    THRESHOLDS,
+    DecodingPoint,
+    best_f1_near_lowest_eer,
+    decoding_grid,
+    grid_record,
+)
 
 Grid = list[DecodingPoint]
 
@@ -100,7 +104,6 @@ def rewrite(
     eer_slack: float,
     command: str,
     images: Sequence[RawImage],
-    held_out: str | None,
     version: str | None = None,
 ) -> None:
     """Set ``model_dir``'s manifest decoding to ``chosen`` and re-measure what depends on it."""
@@ -116,16 +119,11 @@ def rewrite(
     metrics["decoding_choice"] = {
         "rule": rule_text(eer_slack),
         "command": command,
-        "grid": {
-            f"{p.presence_threshold}/{p.nms_radius:g}": {
-                "mean_eer_percent": round(100 * p.mean_eer, 3),
-                "f1": round(p.agreement.f1, 4),
-            }
-            for p in grid
-        },
+        "grid": grid_record(grid),
     }
     training = [i for i in images if i.database in _databases(model_dir)]
     metrics["training_databases"] = {k: v.as_dict() for k, v in score(tuned, training).items()}
+    held_out = held_out_database(model_dir)
     if held_out is not None:
         held = [i for i in images if i.database == held_out]
         metrics["held_out"] = {k: v.as_dict() for k, v in score(tuned, held).items()}
@@ -182,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if target is None:
             continue
         version = args.version if database is None else None
-        rewrite(target, chosen, grid, others, eer_slack, command, images, database, version)
+        rewrite(target, chosen, grid, others, eer_slack, command, images, version)
         print(
             f"{target}: threshold {chosen.presence_threshold}, NMS {chosen.nms_radius:g} px "
             f"(chosen on {', '.join(others)}: mean EER {100 * chosen.mean_eer:.3f} %, "

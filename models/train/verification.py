@@ -20,6 +20,10 @@ from models.train.data import RawImage
 from models.train.evaluate import Score, image_score, label_angles
 
 PROTOCOLS = ("fvc", "all_impostors")
+# The decoding grid the training command and cross-validated decoding search.
+THRESHOLDS = [round(0.05 * i, 2) for i in range(5, 11)]  # 0.25 .. 0.50: where MCC does best
+NMS_RADII = [8.0, 10.0, 12.0, 14.0, 16.0]  # px at 500 ppi; ridges are about 9 px apart
+EER_SLACK = 0.002  # 0.2 points: about two genuine comparisons of a three-database mean
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,17 @@ def decoding_grid(
                     agreement += image_score(minutiae, image.minutiae)
             points.append(DecodingPoint(threshold, radius, float(np.mean(eers)), agreement))
     return points
+
+
+def grid_record(points: Sequence[DecodingPoint]) -> dict[str, dict[str, float]]:
+    """The grid as the manifest keeps it (``metrics.decoding_choice.grid``)."""
+    return {
+        f"{p.presence_threshold}/{p.nms_radius:g}": {
+            "mean_eer_percent": round(100 * p.mean_eer, 3),
+            "f1": round(p.agreement.f1, 4),
+        }
+        for p in points
+    }
 
 
 def _inferred(
