@@ -199,3 +199,29 @@ def test_the_command_quantises_on_corpus_images_and_records_how(tmp_path: Path) 
     assert {n.split("/")[0] for n in entry["calibration_images"]["names"]} == {"DB1_B", "DB3_B"}
     assert entry["command"].endswith("--images 4 --seed 20021 --databases DB1_B DB3_B")
     MinutiaeExtractor.load(directory, precision="int8")
+
+
+def _activation_scales(path: Path) -> dict[str, float]:
+    """Scale of every activation QuantizeLinear (weights are per channel and stored apart)."""
+    model = onnx.load(str(path))
+    initializers = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    return {
+        node.input[0]: float(initializers[node.input[1]])
+        for node in model.graph.node
+        if node.op_type == "QuantizeLinear" and node.input[0] not in initializers
+    }
+
+
+def test_mean_ranges_give_no_activation_a_coarser_step_than_the_widest_ranges(
+    tmp_path: Path,
+) -> None:
+    manifest = load_manifest(SHIPPED)
+    tensors = calibration_tensors(_synthetic(4), manifest.input)
+    fp32 = SHIPPED / manifest.file
+    quantize(fp32, tmp_path / "mean.onnx", "image", tensors, Recipe())
+    quantize(fp32, tmp_path / "widest.onnx", "image", tensors, Recipe(mean_ranges=False))
+    mean = _activation_scales(tmp_path / "mean.onnx")
+    widest = _activation_scales(tmp_path / "widest.onnx")
+    assert mean.keys() == widest.keys() and mean
+    assert all(mean[name] <= widest[name] * (1 + 1e-6) for name in mean)
+    assert any(mean[name] < 0.95 * widest[name] for name in mean)
