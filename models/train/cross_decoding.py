@@ -82,18 +82,23 @@ def rule_text(eer_slack: float) -> str:
     )
 
 
-def _training(model_dir: Path) -> dict[str, Any]:
-    training = json.loads((model_dir / "manifest.json").read_text()).get("training")
+def _training(manifest: dict[str, Any]) -> dict[str, Any]:
+    training = manifest.get("training")
     return training if isinstance(training, dict) else {}
 
 
-def held_out_database(model_dir: Path) -> str | None:
-    held = _training(model_dir).get("held_out")
+def _manifest(model_dir: Path) -> dict[str, Any]:
+    content: dict[str, Any] = json.loads((model_dir / "manifest.json").read_text())
+    return content
+
+
+def held_out_database(manifest: dict[str, Any]) -> str | None:
+    held = _training(manifest).get("held_out")
     return str(held) if held else None
 
 
-def _databases(model_dir: Path) -> list[str]:
-    return [str(d) for d in _training(model_dir).get("databases") or []]
+def _databases(manifest: dict[str, Any]) -> list[str]:
+    return [str(d) for d in _training(manifest).get("databases") or []]
 
 
 def rewrite(
@@ -108,7 +113,7 @@ def rewrite(
 ) -> None:
     """Set ``model_dir``'s manifest decoding to ``chosen`` and re-measure what depends on it."""
     path = model_dir / "manifest.json"
-    content: dict[str, Any] = json.loads(path.read_text())
+    content = _manifest(model_dir)
     settings = {"presence_threshold": chosen.presence_threshold, "nms_radius": chosen.nms_radius}
     content["decoding"] = {**content["decoding"], **settings}
     if version is not None:
@@ -121,9 +126,9 @@ def rewrite(
         "command": command,
         "grid": grid_record(grid),
     }
-    training = [i for i in images if i.database in _databases(model_dir)]
+    training = [i for i in images if i.database in _databases(content)]
     metrics["training_databases"] = {k: v.as_dict() for k, v in score(tuned, training).items()}
-    held_out = held_out_database(model_dir)
+    held_out = held_out_database(content)
     if held_out is not None:
         held = [i for i in images if i.database == held_out]
         metrics["held_out"] = {k: v.as_dict() for k, v in score(tuned, held).items()}
@@ -157,17 +162,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = dict(args.run)
     if len(runs) < 2 or len(runs) != len(args.run):
         parser.error("give at least two runs, one per held-out database")
+    manifests = {folder: _manifest(folder) for folder in [*runs.values(), args.all] if folder}
     for database, folder in runs.items():
-        if held_out_database(folder) != database:
+        if held_out_database(manifests[folder]) != database:
             parser.error(f"{folder} did not hold out {database}")
-    if args.all is not None and held_out_database(args.all) is not None:
+    if args.all is not None and held_out_database(manifests[args.all]) is not None:
         parser.error(f"{args.all} held out a database; --all is the model trained on all")
     if args.version is not None and args.all is None:
         parser.error("--version is for the --all model")
     eer_slack = args.eer_slack / 100
     given = list(argv) if argv is not None else sys.argv[1:]
     command = shlex.join(["python", "-m", "models.train.cross_decoding", *given])
-    trained_on = {d for f in [*runs.values(), args.all] if f is not None for d in _databases(f)}
+    trained_on = {d for manifest in manifests.values() for d in _databases(manifest)}
     images = load_raw_corpus(args.corpus, sorted(trained_on | set(runs)))
     grids = {}
     for database, folder in runs.items():
