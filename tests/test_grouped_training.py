@@ -120,7 +120,10 @@ def test_the_gradients_together_are_each_runs_gradients_alone(extra: str) -> Non
         for name, p in net.named_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, name
             mine = grads[name].chunk(2, dim=0)[k]  # type: ignore[union-attr]
-            assert torch.allclose(mine, p.grad, rtol=1e-4, atol=1e-6), name
+            # to float rounding, which depends on the summation order and so on torch's
+            # thread count: an element near zero may be off by 1e-6 of the largest one
+            scale = float(p.grad.abs().max())
+            assert torch.allclose(mine, p.grad, rtol=1e-4, atol=max(1e-6, 1e-5 * scale)), name
 
 
 def test_a_sweep_writes_each_run_a_checkpoint_that_training_alone_takes_as_finished(
