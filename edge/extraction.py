@@ -12,7 +12,14 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 import models
 from edge.minutiae import Minutia, MinutiaKind
@@ -54,11 +61,22 @@ class _Strict(BaseModel):
 class InputSpec(_Strict):
     name: str
     layout: Literal["NCHW"]
-    dtype: Literal["float32"]
+    # uint8 when the graph prepares the image itself: background, standardising, padding
+    dtype: Literal["float32", "uint8"]
     normalisation: str
     target_ppi: Annotated[float, Field(gt=0)]
     size_multiple: Annotated[int, Field(ge=1, le=256)]
     background: Background = "as_captured"
+    # "graph": the model takes the resampled uint8 image and does what edge.preprocess would
+    # (models.train.preparation); manifests written before it existed mean "host".
+    preparation: Literal["host", "graph"] = "host"
+
+    @model_validator(mode="after")
+    def _dtype_matches_preparation(self) -> InputSpec:
+        expected = "uint8" if self.preparation == "graph" else "float32"
+        if self.dtype != expected:
+            raise ValueError(f"a model prepared on the {self.preparation} takes {expected}")
+        return self
 
 
 class OutputSpec(_Strict):
@@ -156,9 +174,11 @@ def _first_error(exc: ValidationError, *within: str) -> str:
 
 def model_input(
     pixels: NDArray[np.uint8], ppi: float, spec: InputSpec
-) -> tuple[NDArray[np.float32], NDArray[np.uint8]]:
+) -> tuple[NDArray[np.float32] | NDArray[np.uint8], NDArray[np.uint8]]:
     """The NCHW tensor the model takes for an image, and the resampled image it refers to."""
     resampled = resample(pixels, ppi, spec.target_ppi)
+    if spec.preparation == "graph":
+        return np.ascontiguousarray(resampled)[None, None], resampled
     levels = flatten_background(resampled) if spec.background == "flattened" else resampled
     tensor = standardise(levels, spec.size_multiple)
     return tensor[None, None], resampled

@@ -217,7 +217,8 @@ def test_minutiae_agree_with_the_reference_template_of_the_fixture(
 def test_the_manifest_says_whether_the_background_is_flattened_before_the_network(
     print_image: NDArray[np.uint8],
 ) -> None:
-    spec = MinutiaeExtractor.load().manifest.input
+    on_host = {"preparation": "host", "dtype": "float32"}
+    spec = MinutiaeExtractor.load().manifest.input.model_copy(update=on_host)
     grey = np.round(print_image * 0.4).astype(np.uint8)  # a capacitive sensor's grey platen
     as_captured = spec.model_copy(update={"background": "as_captured"})
     flattened = spec.model_copy(update={"background": "flattened"})

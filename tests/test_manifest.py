@@ -26,16 +26,19 @@ def test_shipped_model_hash_is_the_one_in_the_manifest(manifest: Manifest) -> No
     assert digest == manifest.sha256
 
 
-def test_model_takes_any_size_multiple_and_returns_one_cell_per_8x8(manifest: Manifest) -> None:
+def test_model_takes_an_image_of_any_size_and_returns_one_cell_per_8x8_begun(
+    manifest: Manifest,
+) -> None:
     session = ort.InferenceSession(str(SHIPPED / manifest.file), providers=["CPUExecutionProvider"])
     (model_input,) = session.get_inputs()
     assert model_input.name == manifest.input.name
+    assert model_input.type == f"tensor({manifest.input.dtype})"
     assert all(isinstance(d, str) for d in model_input.shape[2:])  # symbolic: dynamic H and W
     cell = manifest.decoding.cell_size
-    for height, width in [(64, 48), (384, 288), (8 * 49, 8 * 47)]:
-        image = np.zeros((1, 1, height, width), dtype=np.float32)
+    for height, width in [(64, 48), (384, 288), (8 * 49, 8 * 47), (61, 45), (374, 388)]:
+        image = np.zeros((1, 1, height, width), dtype=manifest.input.dtype)
         (heads,) = session.run([manifest.output.name], {manifest.input.name: image})
-        assert heads.shape == (1, len(HEAD_CHANNELS), height // cell, width // cell)
+        assert heads.shape == (1, len(HEAD_CHANNELS), -(-height // cell), -(-width // cell))
 
 
 def test_model_uses_opset_17(manifest: Manifest) -> None:

@@ -19,6 +19,7 @@ import models
 from edge.extraction import HEAD_CHANNELS, MinutiaeExtractor, load_manifest
 from hil.fingers import FingerGenerator
 from models.train.data import RawImage
+from models.train.preparation import PREFIX as PREPARATION
 from models.train.quantize import (
     INT8_FILE,
     Recipe,
@@ -92,16 +93,10 @@ def test_quantising_again_gives_the_same_bytes(quantised: Path, tmp_path: Path) 
     assert again == manifest.int8_model().sha256
 
 
-def test_calibrating_on_unstandardised_pixels_is_caught_by_the_agreement_check(
-    tmp_path: Path,
-) -> None:
-    # Guards the tolerance: an int8 model calibrated on wrongly prepared images must fail it.
+def test_calibrating_on_blank_images_is_caught_by_the_agreement_check(tmp_path: Path) -> None:
+    # Guards the tolerance: an int8 model calibrated on images without ridges must fail it.
     directory = _fp32_copy(tmp_path / "models")
-    raw = []
-    for image in _synthetic(4):
-        height, width = image.pixels.shape
-        padded = np.pad(image.pixels, ((0, -height % 8), (0, -width % 8))).astype(np.float32)
-        raw.append(padded[None, None])
+    raw = [np.full((1, 1, 384, 288), level, dtype=np.uint8) for level in (90, 160, 200, 240)]
     manifest = load_manifest(directory)
     quantize(directory / manifest.file, directory / INT8_FILE, manifest.input.name, raw)
     sha256 = hashlib.sha256((directory / INT8_FILE).read_bytes()).hexdigest()
@@ -115,8 +110,8 @@ def test_calibrating_on_unstandardised_pixels_is_caught_by_the_agreement_check(
 def test_histogram_calibration_takes_images_of_different_sizes(tmp_path: Path) -> None:
     generator = FingerGenerator(seed=11)
     tensors = [
-        (generator.impression_image(0, 0, 256, 288)[None, None] / 255).astype(np.float32),
-        (generator.impression_image(1, 0, 320, 360)[None, None] / 255).astype(np.float32),
+        generator.impression_image(0, 0, 256, 288)[None, None],
+        generator.impression_image(1, 0, 320, 360)[None, None],
     ]
     recipe = Recipe(calibration=CalibrationMethod.Percentile)
     quantize(SHIPPED / "minutiae.onnx", tmp_path / "p.onnx", "image", tensors, recipe)
@@ -140,10 +135,13 @@ def test_the_leading_convolutions_the_head_and_the_average_after_it_stay_fp32() 
     kept = fp32_nodes(model, Recipe())
     assert {n for n in kept if n in {c.name for c in convs}} == {stem, first_depthwise, head}
     # the half-turn average after the head: slices, products and the sum of the two views
-    after_head = [n for n in kept if n not in {stem, first_depthwise, head}]
+    convolutions_kept = {stem, first_depthwise, head}
+    after_head = [n for n in kept if n not in convolutions_kept and not n.startswith(PREPARATION)]
     names = [n.name for n in model.graph.node]
     assert after_head and all(names.index(n) > names.index(head) for n in after_head)
-    assert fp32_nodes(model, Recipe(leading_fp32=0, head_fp32=False)) == []
+    # the input preparation before the network stays fp32 whatever the recipe
+    bare = fp32_nodes(model, Recipe(leading_fp32=0, head_fp32=False))
+    assert bare and all(n.startswith(PREPARATION) for n in bare)
 
 
 def test_onnx_runtime_runs_in_int8_exactly_the_convolutions_the_recipe_quantises(

@@ -84,8 +84,11 @@ def test_a_half_turn_export_records_it_and_sees_a_turned_image_as_the_same_print
     best = max(grid.values(), key=lambda point: point["f1"])["f1"]
     assert grid[f"{decoding['presence_threshold']}/{decoding['nms_radius']:g}"]["f1"] == best
 
+    # the export prepares its own input (models.train.preparation), which a half turn of an
+    # image whose sides are whole cells leaves as it is
+    assert manifest["input"]["preparation"] == "graph"
     session = MinutiaeExtractor.load(out).session
-    image = np.random.default_rng(0).normal(size=(1, 1, 48, 64)).astype(np.float32)
+    image = np.random.default_rng(0).integers(0, 256, (1, 1, 48, 64), dtype=np.uint8)
     (heads,) = session.run(None, {"image": image})
     (turned,) = session.run(None, {"image": np.ascontiguousarray(image[:, :, ::-1, ::-1])})
     # seen turned, the same print: cells and offsets mirrored, directions reversed

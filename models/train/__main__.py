@@ -42,7 +42,8 @@ from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus  # noqa: E
 from models.train.evaluate import ANGLE_DEG, DISTANCE_PX, score, with_decoding  # noqa: E402
 from models.train.export import export_onnx, manifest, write_manifest  # noqa: E402
 from models.train.loop import UnfinishedRunError, finished_run, train  # noqa: E402
-from models.train.net import HalfTurnAverage, HalfTurnPair, MinutiaeNet  # noqa: E402
+from models.train.net import CELL, HalfTurnAverage, HalfTurnPair, MinutiaeNet  # noqa: E402
+from models.train.preparation import prepare_file  # noqa: E402
 from models.train.quantize import INT8_FILE, quantize_from_corpus  # noqa: E402
 from models.train.recipe import (  # noqa: E402
     LABEL_SOURCES,
@@ -208,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
         exported = HalfTurnAverage(model)
     elif partner_net is not None:
         exported = HalfTurnPair(model, partner_net)
-    sha256 = export_onnx(exported, args.out / MODEL_FILE)
+    export_onnx(exported, args.out / MODEL_FILE)
+    sha256 = prepare_file(args.out / MODEL_FILE, args.background, CELL)
     parameters = sum(p.numel() for p in exported.parameters())
     training = {
         "data": "FVC2002 DB1_B..DB4_B (public B sets), labels: " + LABEL_SOURCES[args.labels],

@@ -1,4 +1,8 @@
-"""ONNX export (opset 17, dynamic height and width) and the manifest beside it."""
+"""ONNX export (opset 17, dynamic height and width) and the manifest beside it.
+
+``export_onnx`` writes the network alone, taking the prepared float image;
+``models.train.preparation.prepare_file`` then puts the input preparation in front of it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from torch import nn
 from edge.extraction import HEAD_CHANNELS, Background
 from models.train.manifest_file import write_manifest as write_manifest  # its old home
 from models.train.net import CELL
+from models.train.preparation import input_spec
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -47,29 +52,12 @@ def manifest(
     metrics: dict[str, Any],
     background: Background = "flattened",
 ) -> dict[str, Any]:
-    levels = (
-        "background flattened (grey level * 255 / local valley brightness, "
-        "edge.preprocess.flatten_background), then "
-        if background == "flattened"
-        else ""
-    )
     return {
         "name": name,
         "version": version,
         "file": file,
         "sha256": sha256,
-        "input": {
-            "name": INPUT_NAME,
-            "layout": "NCHW",
-            "dtype": "float32",
-            "normalisation": "image resampled (bilinear) to target_ppi, then "
-            + levels
-            + "(pixel - mean(image)) / max(std(image), 1), then zero-padded bottom/right "
-            "to a multiple of size_multiple",
-            "target_ppi": 500.0,
-            "size_multiple": CELL,
-            "background": background,
-        },
+        "input": input_spec(INPUT_NAME, background, CELL),
         "output": {
             "name": OUTPUT_NAME,
             "shape": [1, len(HEAD_CHANNELS), "height/8", "width/8"],

@@ -41,6 +41,7 @@ from onnxruntime.quantization import (
 from edge.extraction import MANIFEST_NAME, InputSpec, load_manifest, model_input
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus
 from models.train.manifest_file import write_manifest
+from models.train.preparation import PREFIX as PREPARATION
 
 INT8_FILE = "minutiae.int8.onnx"
 # The network's own operators. Left to itself the quantiser would also round the image on its
@@ -115,7 +116,9 @@ def fp32_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
     def count(indices: set[int]) -> int:
         return sum(nodes[i].op_type == "Conv" for i in indices)
 
-    kept = {i for i in convolutions if count(_closure(i, inputs)) < recipe.leading_fp32}
+    # the input preparation's arithmetic (models.train.preparation) is exact, or nearly, in fp32
+    kept = {i for i, node in enumerate(nodes) if node.name.startswith(PREPARATION)}
+    kept |= {i for i in convolutions if count(_closure(i, inputs)) < recipe.leading_fp32}
     if recipe.head_fp32:
         heads = {i for i in convolutions if not count(_closure(i, users))}
         kept |= heads.union(*(_closure(i, users) for i in heads))
@@ -138,7 +141,7 @@ def _closure(start: int, edges: list[set[int]]) -> set[int]:
 class _Tensors(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime is untyped
     """Calibration inputs for ONNX Runtime, which asks for them one range at a time."""
 
-    def __init__(self, input_name: str, tensors: Sequence[NDArray[np.float32]]) -> None:
+    def __init__(self, input_name: str, tensors: Sequence[NDArray[Any]]) -> None:
         self._input_name = input_name
         self._tensors = tensors
         self._next, self._end = 0, len(tensors)
@@ -149,7 +152,7 @@ class _Tensors(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime is u
     def set_range(self, start_index: int, end_index: int) -> None:
         self._next, self._end = start_index, end_index
 
-    def get_next(self) -> dict[str, NDArray[np.float32]] | None:
+    def get_next(self) -> dict[str, NDArray[Any]] | None:
         if self._next >= self._end:
             return None
         self._next += 1
@@ -165,7 +168,7 @@ def _calibration_options(recipe: Recipe) -> dict[str, Any]:
     return {"CalibStridedMinMax": 1}
 
 
-def calibration_tensors(images: Sequence[RawImage], spec: InputSpec) -> list[NDArray[np.float32]]:
+def calibration_tensors(images: Sequence[RawImage], spec: InputSpec) -> list[NDArray[Any]]:
     """Model inputs for ``images``, through the extractor's own preparation."""
     return [model_input(image.pixels, image.ppi, spec)[0] for image in images]
 
@@ -174,7 +177,7 @@ def quantize(
     fp32: Path,
     int8: Path,
     input_name: str,
-    tensors: Sequence[NDArray[np.float32]],
+    tensors: Sequence[NDArray[Any]],
     recipe: Recipe = Recipe(),
 ) -> str:
     """Quantise ``fp32`` into ``int8``, calibrated on ``tensors``; returns the new file's sha256."""

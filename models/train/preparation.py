@@ -1,0 +1,309 @@
+"""The extractor's input preparation as ONNX operators, put in front of the exported network.
+
+``edge.preprocess`` prepares an image in about a dozen full-size numpy passes (1.3-2.6 ms of a
+388 x 374 extraction on the build machine); ONNX Runtime runs the same arithmetic in one call
+and without the interpreter between the passes. The graph takes the resampled uint8 image and
+reproduces ``flatten_background`` then ``standardise``: the background level is the same integer
+(Pillow's Gaussian blur is three box blurs per axis in 24-bit fixed point, done here in int64),
+and what follows agrees with numpy to float rounding (the image's mean and variance are summed
+in double here, pairwise in float32 by numpy).
+
+    python -m models.train.preparation --model-dir DIR
+
+moves an exported model directory's preparation into its graphs (fp32 and, when listed, int8),
+leaving the network's operators and weights as they were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edge.extraction import MANIFEST_NAME, Background, ModelError, load_manifest
+from edge.preprocess import BACKGROUND_BLOCK, BACKGROUND_REACH, BACKGROUND_SMOOTHING, MIN_STD
+from models.train.manifest_file import write_manifest
+
+PREFIX = "prepare/"  # every node and initializer of the preparation is named under it
+BLUR_PASSES = 3  # Pillow's ImageFilter.GaussianBlur
+_FIXED_ONE = 1 << 24  # Pillow's box blur weights are fractions of this
+_LAST = np.iinfo(np.int64).max  # a Slice end meaning "to the end"
+
+
+def _box_radius(sigma: float, passes: int) -> float:
+    """The fractional box radius Pillow uses for a Gaussian of ``sigma`` (single precision,
+    as its C code computes it; after Gwosdek et al., "Theoretical foundations of Gaussian
+    convolution by extended box filtering", 2011)."""
+    f = np.float32
+    sigma2 = f(sigma) * f(sigma) / f(passes)
+    length = f(np.sqrt(12.0 * float(sigma2) + 1.0))
+    whole = f(np.floor((float(length) - 1.0) / 2.0))
+    fraction = (f(2) * whole + f(1)) * (whole * (whole + f(1)) - f(3) * sigma2)
+    fraction /= f(6) * (sigma2 - (whole + f(1)) * (whole + f(1)))
+    return float(whole + fraction)
+
+
+class _Graph:
+    """Nodes and constants of the preparation, with names under ``PREFIX``."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+
+    def _name(self, kind: str) -> str:
+        return f"{PREFIX}{kind}_{len(self.nodes) + len(self.initializers)}"
+
+    def const(self, value: Any, dtype: type) -> str:
+        name = self._name("const")
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, output: str | None = None, **attrs: Any) -> str:
+        name = self._name(op_type)
+        out = output if output is not None else name
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=name, **attrs))
+        return out
+
+    def slice(self, x: str, start: int, end: int, axis: int) -> str:
+        return self.op(
+            "Slice",
+            x,
+            self.const([start], np.int64),
+            self.const([end], np.int64),
+            self.const([axis], np.int64),
+        )
+
+
+def _box_pass(g: _Graph, x: str, axis: int, radius: float) -> str:
+    """One pass of Pillow's box blur along ``axis`` of an int64 tensor, edges repeated."""
+    whole = int(radius)
+    inner = 2 * whole + 1
+    weight = int(_FIXED_ONE / (radius * 2 + 1))
+    far_weight = (_FIXED_ONE - inner * weight) // 2
+    pads = [0] * 8
+    pads[axis] = pads[axis + 4] = whole + 1
+    padded = g.op("Pad", x, g.const(pads, np.int64), mode="edge")
+    span = inner + 2  # padded length minus the output's
+
+    def shifted(k: int) -> str:  # the output's length, starting k into the padding
+        return g.slice(padded, k, k - (span - 1) if k < span - 1 else _LAST, axis)
+
+    total = shifted(1)
+    for k in range(2, inner + 1):
+        total = g.op("Add", total, shifted(k))
+    far = g.op("Add", shifted(0), shifted(inner + 1))
+    bulk = g.op(
+        "Add",
+        g.op("Mul", total, g.const(weight, np.int64)),
+        g.op("Mul", far, g.const(far_weight, np.int64)),
+    )
+    rounded = g.op("Add", bulk, g.const(_FIXED_ONE // 2, np.int64))
+    return g.op("Div", rounded, g.const(_FIXED_ONE, np.int64))  # non-negative: floors
+
+
+def _background_gain(g: _Graph, image: str) -> str:
+    """255 over the blurred local valley level, one value per background block (float)."""
+    block, reach = BACKGROUND_BLOCK, BACKGROUND_REACH
+    # MaxPool leaves out what lies past the edge, as repeating the edge would for a maximum.
+    tiles = g.op("MaxPool", image, kernel_shape=[block, block], strides=[block, block], ceil_mode=1)
+    window = 2 * reach + 1
+    level = g.op("MaxPool", tiles, kernel_shape=[window, window], pads=[reach] * 4)
+    smooth = g.op("Cast", level, to=TensorProto.INT64)
+    radius = _box_radius(BACKGROUND_SMOOTHING, BLUR_PASSES)
+    for axis in (3, 3, 3, 2, 2, 2):  # Pillow blurs the rows three times, then the columns
+        smooth = _box_pass(g, smooth, axis, radius)
+    brightness = g.op("Max", g.op("Cast", smooth, to=TensorProto.FLOAT), g.const(1.0, np.float32))
+    return g.op("Div", g.const(255.0, np.float32), brightness)
+
+
+def _upsample(g: _Graph, grid: str, factor: int, axis: int) -> str:
+    """``edge.preprocess._upsample`` term for term: bilinear, cell centre to pixel centre."""
+    pads = [0] * 8
+    pads[axis] = pads[axis + 4] = 1
+    padded = g.op("Pad", grid, g.const(pads, np.int64), mode="edge")
+    below = g.slice(padded, 0, -2, axis)
+    centre = g.slice(padded, 1, -1, axis)
+    above = g.slice(padded, 2, _LAST, axis)
+    to_below = g.op("Sub", below, centre)
+    to_above = g.op("Sub", above, centre)
+    phases = []
+    for k in range(factor):
+        shift = (k + 0.5) / factor - 0.5
+        step = g.op("Mul", g.const(abs(shift), np.float32), to_below if shift < 0 else to_above)
+        phase = g.op("Add", centre, step)
+        phases.append(g.op("Unsqueeze", phase, g.const([axis + 1], np.int64)))
+    stacked = g.op("Concat", *phases, axis=axis + 1)
+    shape = g.op("Shape", centre)
+    longer = g.op("Mul", g.slice(shape, axis, axis + 1, 0), g.const([factor], np.int64))
+    parts = [g.slice(shape, 0, axis, 0), longer]
+    if axis + 1 < 4:
+        parts.append(g.slice(shape, axis + 1, 4, 0))
+    return g.op("Reshape", stacked, g.op("Concat", *parts, axis=0))
+
+
+def _mean64(g: _Graph, x: str) -> str:
+    return g.op("ReduceMean", g.op("Cast", x, to=TensorProto.DOUBLE), keepdims=1)
+
+
+def preparation_graph(
+    input_name: str, output_name: str, background: Background, size_multiple: int
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes from a 1 x 1 x H x W uint8 image ``input_name`` to the network's float input
+    ``output_name``, as ``edge.extraction.model_input`` prepares it on the host."""
+    g = _Graph()
+    levels = g.op("Cast", input_name, to=TensorProto.FLOAT)
+    if background == "flattened":
+        gain = _background_gain(g, levels)
+        for axis in (2, 3):
+            gain = _upsample(g, gain, BACKGROUND_BLOCK, axis)
+        size = g.op("Shape", input_name)
+        gain = g.op(
+            "Slice",
+            gain,
+            g.const([0, 0], np.int64),
+            g.slice(size, 2, 4, 0),
+            g.const([2, 3], np.int64),
+        )
+        levels = g.op("Min", g.op("Mul", levels, gain), g.const(255.0, np.float32))
+    # float32 sums in ONNX Runtime's order drift from numpy's pairwise ones by 1e-4 of a
+    # standard deviation on these images; summed in double they agree to float rounding
+    mean = g.op("Cast", _mean64(g, levels), to=TensorProto.FLOAT)
+    centred = g.op("Sub", levels, mean)
+    variance = g.op("Cast", _mean64(g, g.op("Mul", centred, centred)), to=TensorProto.FLOAT)
+    spread = g.op("Max", g.op("Sqrt", variance), g.const(MIN_STD, np.float32))
+    standard = g.op("Div", centred, spread)
+    # bottom and right padding up to the multiple: (-side) mod multiple, Python's sign rule
+    size = g.op("Shape", input_name)
+    short = g.op("Mod", g.op("Neg", g.slice(size, 2, 4, 0)), g.const(size_multiple, np.int64))
+    pads = g.op("Concat", g.const([0] * 6, np.int64), short, axis=0)
+    g.op("Pad", standard, pads, g.const(0.0, np.float32), output=output_name)
+    return g.nodes, g.initializers
+
+
+def with_preparation(
+    network: onnx.ModelProto, background: Background, size_multiple: int
+) -> onnx.ModelProto:
+    """``network`` (float input) behind the preparation graph, taking a uint8 image."""
+    graph = network.graph
+    if len(graph.input) != 1:
+        raise ValueError(f"expected a network with one input, it has {len(graph.input)}")
+    if any(node.name.startswith(PREFIX) for node in graph.node):
+        raise ValueError("the network already prepares its input")
+    source = graph.input[0]
+    prepared = PREFIX + "output"
+    for node in graph.node:
+        node.input[:] = [prepared if name == source.name else name for name in node.input]
+    nodes, initializers = preparation_graph(source.name, prepared, background, size_multiple)
+    dims = source.type.tensor_type.shape.dim
+    image = helper.make_tensor_value_info(
+        source.name, TensorProto.UINT8, [d.dim_param or d.dim_value for d in dims]
+    )
+    merged = helper.make_graph(
+        nodes + list(graph.node),
+        graph.name,
+        [image],
+        list(graph.output),
+        initializers + list(graph.initializer),
+        value_info=list(graph.value_info),
+    )
+    model = helper.make_model(
+        merged,
+        opset_imports=list(network.opset_import),
+        ir_version=network.ir_version,
+        producer_name=network.producer_name,
+        producer_version=network.producer_version,
+    )
+    onnx.checker.check_model(model)
+    return model
+
+
+def input_spec(name: str, background: Background, size_multiple: int) -> dict[str, Any]:
+    """The manifest's ``input`` for a network behind the preparation graph."""
+    levels = (
+        "divides out the background (grey level * 255 / local valley brightness, as "
+        "edge.preprocess.flatten_background), "
+        if background == "flattened"
+        else ""
+    )
+    return {
+        "name": name,
+        "layout": "NCHW",
+        "dtype": "uint8",
+        "normalisation": "image resampled (bilinear) to target_ppi on the host; the graph "
+        "itself (models.train.preparation) "
+        + levels
+        + "standardises ((pixel - mean(image)) / max(std(image), 1)) and zero-pads "
+        "bottom/right to a multiple of size_multiple",
+        "target_ppi": 500.0,
+        "size_multiple": size_multiple,
+        "background": background,
+        "preparation": "graph",
+    }
+
+
+def prepare_file(path: Path, background: Background, size_multiple: int) -> str:
+    """Rewrite the ONNX network at ``path`` behind the preparation; returns its sha256."""
+    model = with_preparation(onnx.load(str(path)), background, size_multiple)
+    data = model.SerializeToString()
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(data)
+    os.chmod(partial, 0o644)  # a model holds no personal data
+    os.replace(partial, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def prepare_model_dir(model_dir: Path, version: str | None, command: str) -> str:
+    """Move a model directory's preparation into its graphs, fp32 and int8 alike, and record
+    it in the manifest; returns the fp32 model's new sha256."""
+    manifest = load_manifest(model_dir)
+    spec = manifest.input
+    if spec.preparation == "graph":
+        raise ValueError(f"{model_dir / MANIFEST_NAME}: the model already prepares its input")
+    int8 = manifest.int8_model() if manifest.int8 is not None else None
+    if int8 is not None and int8.quantised_from != manifest.sha256:
+        raise ValueError(f"{model_dir / MANIFEST_NAME}: the int8 model is stale")
+    sha256 = prepare_file(model_dir / manifest.file, spec.background, spec.size_multiple)
+    content = json.loads((model_dir / MANIFEST_NAME).read_text())
+    content["sha256"] = sha256
+    content["input"] = input_spec(spec.name, spec.background, spec.size_multiple)
+    if version is not None:
+        content["version"] = version
+    content["preparation_moved_into_graph_by"] = command
+    if int8 is not None:
+        int8_sha256 = prepare_file(model_dir / int8.file, spec.background, spec.size_multiple)
+        content["int8"] = {**content["int8"], "sha256": int8_sha256, "quantised_from": sha256}
+    write_manifest(model_dir / MANIFEST_NAME, content)
+    return sha256
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m models.train.preparation",
+        description="Move a model directory's input preparation into its ONNX graphs.",
+    )
+    parser.add_argument("--model-dir", type=Path, required=True, help="holds manifest.json")
+    parser.add_argument("--version", help="the manifest's new version (the files change)")
+    args = parser.parse_args(argv)
+    try:
+        command = "python -m models.train.preparation " + shlex.join(
+            sys.argv[1:] if argv is None else argv
+        )
+        sha256 = prepare_model_dir(args.model_dir, args.version, command)
+    except (ValueError, OSError, ModelError) as exc:
+        parser.error(str(exc))
+    print(f"{args.model_dir}: preparation in the graph (sha256 {sha256})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
