@@ -190,10 +190,17 @@ def preparation_graph(
     return g.nodes, g.initializers
 
 
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copied = onnx.ModelProto()
+    copied.CopyFrom(model)
+    return copied
+
+
 def with_preparation(
     network: onnx.ModelProto, background: Background, size_multiple: int
 ) -> onnx.ModelProto:
-    """``network`` (float input) behind the preparation graph, taking a uint8 image."""
+    """A copy of ``network`` (float input) behind the preparation graph, taking a uint8 image."""
+    network = _copy(network)
     graph = network.graph
     if len(graph.input) != 1:
         raise ValueError(f"expected a network with one input, it has {len(graph.input)}")
