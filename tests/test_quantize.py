@@ -74,6 +74,7 @@ def test_the_int8_model_is_recorded_in_the_manifest_and_the_rest_is_kept(quantis
     assert (entry["format"], entry["activations"], entry["weights"]) == ("QDQ", "QUInt8", "QInt8")
     assert entry["per_channel"] is True and entry["calibration"] == "MinMax"
     assert entry["quantised_operators"] == ["Conv", "Relu", "Add"]
+    assert entry["kept_fp32"].startswith("the input preparation")
     assert entry["calibration_images"]["count"] == 4
     assert entry["calibration_images"]["names"] == [f"SYNTH/{100 + i}_1" for i in range(4)]
     assert entry["command"] == "python -m models.train.quantize (test)"

@@ -88,11 +88,11 @@ class Recipe:
             **ranges,
             "quantised_operators": list(QUANTISED_OPERATORS),
             "kept_fp32": "; ".join(
-                [f"the first {self.leading_fp32} convolutions on the image's path"]
+                ["the input preparation, where the graph has one (models.train.preparation)"]
+                + [f"the first {self.leading_fp32} convolutions on the image's path"]
                 * bool(self.leading_fp32)
                 + ["the output convolution (head) and what follows it"] * self.head_fp32
-            )
-            or "nothing",
+            ),
         }
 
 
