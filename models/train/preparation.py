@@ -1,6 +1,6 @@
 """The extractor's input preparation as ONNX operators, put in front of the exported network.
 
-``edge.preprocess`` prepares an image in about a dozen full-size numpy passes (1.3-2.6 ms of a
+``edge.preprocess`` prepares an image in about a dozen full-size numpy passes (1.3-3.2 ms of a
 388 x 374 extraction on the build machine); ONNX Runtime runs the same arithmetic in one call
 and without the interpreter between the passes. The graph takes the resampled uint8 image and
 reproduces ``flatten_background`` then ``standardise``: the background level is the same integer
