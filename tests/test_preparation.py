@@ -90,9 +90,11 @@ def platens(draw: st.DrawFn) -> NDArray[np.uint8]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(platens())
-def test_the_graph_prepares_any_image_as_the_host_does(image: NDArray[np.uint8]) -> None:
-    _assert_prepared_alike(_preparation_session("flattened", 8), image)
+@given(image=platens())
+def test_the_graph_prepares_any_image_as_the_host_does(
+    flattening: ort.InferenceSession, image: NDArray[np.uint8]
+) -> None:
+    _assert_prepared_alike(flattening, image)
 
 
 def test_a_finger_on_an_uneven_grey_platen_is_prepared_as_on_the_host(
