@@ -141,14 +141,18 @@ class Manifest(BaseModel):
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """A decoded minutia in the model's frame (resampled image pixels)."""
+class Candidates:
+    """Decoded minutiae in the model's frame (resampled image pixels), strongest first: entry
+    ``i`` of every array is one minutia."""
 
-    x: float
-    y: float
-    angle: float  # degrees, ISO convention
-    bifurcation: bool
-    probability: float
+    x: NDArray[np.floating[Any]]
+    y: NDArray[np.floating[Any]]
+    angle: NDArray[np.float32]  # degrees, ISO convention
+    bifurcation: NDArray[np.bool_]
+    probability: NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.x)
 
 
 def load_manifest(model_dir: Path) -> Manifest:
@@ -190,34 +194,50 @@ def _sigmoid(values: NDArray[np.float32]) -> NDArray[np.float32]:
     return result
 
 
+def _logit(probability: float) -> float:
+    if probability <= 0.0:
+        return -math.inf
+    return math.log(probability / (1.0 - probability))
+
+
+# Cells whose logits clear a threshold's logit less this go on to the exact test on their
+# probabilities; float32's sigmoid is far closer to the true one than this.
+_LOGIT_SLACK = 1e-3
+
+
 def decode_heads(
     heads: NDArray[np.float32], width: int, height: int, decoding: DecodingSpec
-) -> list[Candidate]:
+) -> Candidates:
     """Cells above threshold on the foreground, inside the margin, thinned by distance NMS."""
     cell = decoding.cell_size
-    presence = _sigmoid(heads[_PRESENCE])
-    foreground = _sigmoid(heads[_FOREGROUND])
     rows, cols = np.nonzero(
-        (presence > decoding.presence_threshold) & (foreground > decoding.foreground_threshold)
+        (heads[_PRESENCE] > _logit(decoding.presence_threshold) - _LOGIT_SLACK)
+        & (heads[_FOREGROUND] > _logit(decoding.foreground_threshold) - _LOGIT_SLACK)
     )
+    values = heads[:, rows, cols]
+    presence = _sigmoid(values[_PRESENCE])
+    sure = (presence > decoding.presence_threshold) & (
+        _sigmoid(values[_FOREGROUND]) > decoding.foreground_threshold
+    )
+    rows, cols, values, presence = rows[sure], cols[sure], values[:, sure], presence[sure]
     # offsets place a pixel's centre within the cell; pixel i's centre is at i + 0.5
-    xs = (cols + _sigmoid(heads[_OFFSET_X, rows, cols])) * cell - 0.5
-    ys = (rows + _sigmoid(heads[_OFFSET_Y, rows, cols])) * cell - 0.5
-    angles = np.degrees(np.arctan2(heads[_SIN, rows, cols], heads[_COS, rows, cols])) % 360.0
-    bifurcation = heads[_BIFURCATION, rows, cols] > 0.0
-    probability = presence[rows, cols]
+    xs = (cols + _sigmoid(values[_OFFSET_X])) * cell - 0.5
+    ys = (rows + _sigmoid(values[_OFFSET_Y])) * cell - 0.5
     margin = decoding.border_margin
     inside = (
         (xs >= margin) & (ys >= margin) & (xs <= width - 1 - margin) & (ys <= height - 1 - margin)
     )
-    order = np.argsort(-probability, kind="stable")
+    order = np.argsort(-presence, kind="stable")
     order = order[inside[order]]
     kept = order[_greedy_survivors(xs[order], ys[order], decoding.nms_radius)]
-    columns = (xs[kept], ys[kept], angles[kept], bifurcation[kept], probability[kept])
-    return [
-        Candidate(float(x), float(y), float(a), bool(b), float(p))
-        for x, y, a, b, p in zip(*columns, strict=True)
-    ]
+    angles = np.degrees(np.arctan2(values[_SIN, kept], values[_COS, kept])) % 360.0
+    return Candidates(
+        x=xs[kept],
+        y=ys[kept],
+        angle=angles,
+        bifurcation=values[_BIFURCATION, kept] > 0.0,
+        probability=presence[kept],
+    )
 
 
 def _greedy_survivors(
@@ -226,15 +246,22 @@ def _greedy_survivors(
     """Greedy non-maximum suppression of points given strongest first: each point survives
     unless a stronger survivor lies within ``radius``. Returns the survivors' positions.
 
-    Only points with a neighbour that close take part in the greedy pass; the others (most of
-    them) survive untouched, which keeps the Python loop short.
+    The pass runs over the close pairs only, stronger point first in row order, so a point's
+    fate is settled before any pair where it is the stronger one.
     """
-    close = (xs[:, None] - xs[None, :]) ** 2 + (ys[:, None] - ys[None, :]) ** 2 <= radius**2
-    np.fill_diagonal(close, False)
+    squared = np.subtract.outer(xs, xs)
+    squared *= squared
+    across = np.subtract.outer(ys, ys)
+    squared += across * across
+    first, second = np.nonzero(squared <= radius**2)
+    ordered = first < second
+    stronger, weaker = first[ordered], second[ordered]
+    suppressed: set[int] = set()
+    for i, j in zip(stronger.tolist(), weaker.tolist(), strict=True):
+        if i not in suppressed:
+            suppressed.add(j)
     survives = np.ones(len(xs), dtype=bool)
-    for i in np.flatnonzero(close.any(axis=1)).tolist():
-        if survives[i]:
-            survives[i + 1 :] &= ~close[i, i + 1 :]
+    survives[list(suppressed)] = False
     return np.flatnonzero(survives)
 
 
@@ -352,21 +379,23 @@ class MinutiaeExtractor:
         height, width = model_shape
         scale_x = width / image_shape[1]
         scale_y = height / image_shape[0]
-        found = []
         spec = decoding if decoding is not None else self._manifest.decoding
-        for c in decode_heads(heads, width, height, spec):
-            # The direction goes through the same (possibly anisotropic) scaling as the points.
-            radians = math.radians(c.angle)
-            angle = math.degrees(
-                math.atan2(math.sin(radians) / scale_y, math.cos(radians) / scale_x)
+        found = decode_heads(heads, width, height, spec)
+        # The direction goes through the same (possibly anisotropic) scaling as the points.
+        radians = np.radians(found.angle.astype(np.float64))
+        angles = np.degrees(np.arctan2(np.sin(radians) / scale_y, np.cos(radians) / scale_x))
+        xs = (found.x.astype(np.float64) + 0.5) / scale_x - 0.5
+        ys = (found.y.astype(np.float64) + 0.5) / scale_y - 0.5
+        qualities = np.round(100 * found.probability.astype(np.float64)).astype(int)
+        kinds = [MinutiaKind.ENDING, MinutiaKind.BIFURCATION]
+        return [
+            Minutia(x=x, y=y, angle=a, kind=kinds[b], quality=q)
+            for x, y, a, b, q in zip(
+                xs.tolist(),
+                ys.tolist(),
+                (angles % 360.0).tolist(),
+                found.bifurcation.tolist(),
+                qualities.tolist(),
+                strict=True,
             )
-            found.append(
-                Minutia(
-                    x=(c.x + 0.5) / scale_x - 0.5,
-                    y=(c.y + 0.5) / scale_y - 0.5,
-                    angle=angle % 360.0,
-                    kind=MinutiaKind.BIFURCATION if c.bifurcation else MinutiaKind.ENDING,
-                    quality=round(100 * c.probability),
-                )
-            )
-        return found
+        ]

@@ -52,12 +52,11 @@ def test_what_the_network_finds_in_the_turned_image_lands_on_the_same_minutiae_m
 
     assert len(in_turned) > 10
     assert len(in_original) == len(in_turned)
-    found = np.array([(c.x, c.y) for c in in_original])
-    for c in in_turned:
-        x, y = width - 1 - c.x, height - 1 - c.y  # where it lies in the unturned image
-        nearest = int(np.argmin(np.hypot(found[:, 0] - x, found[:, 1] - y)))
-        assert math.hypot(found[nearest, 0] - x, found[nearest, 1] - y) < 1e-3
-        turn = (in_original[nearest].angle - c.angle) % 360.0  # reversed: 180 degrees apart
+    for cx, cy, angle in zip(in_turned.x, in_turned.y, in_turned.angle, strict=True):
+        x, y = width - 1 - cx, height - 1 - cy  # where it lies in the unturned image
+        nearest = int(np.argmin(np.hypot(in_original.x - x, in_original.y - y)))
+        assert math.hypot(in_original.x[nearest] - x, in_original.y[nearest] - y) < 1e-3
+        turn = (in_original.angle[nearest] - angle) % 360.0  # reversed: 180 degrees apart
         assert abs(turn - 180.0) < 0.01
 
 
