@@ -34,6 +34,7 @@ from models.train.preparation import (
     preparation_graph,
     prepare_model_dir,
     with_preparation,
+    without_preparation,
 )
 from models.train.quantize import Recipe, fp32_nodes
 
@@ -120,25 +121,6 @@ def test_a_blank_image_is_not_blown_up_into_noise(flattening: ort.InferenceSessi
     assert np.array_equal(graph, np.zeros((1, 1, 40, 32), dtype=np.float32))
 
 
-def _without_preparation(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The network alone, taking the host-prepared float image (the exporter's output)."""
-    graph = model.graph
-    name = graph.input[0].name
-    network = [node for node in graph.node if not node.name.startswith(PREFIX)]
-    for node in network:
-        node.input[:] = [name if i == PREFIX + "output" else i for i in node.input]
-    used = {i for node in network for i in node.input}
-    float_input = helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 1, "h", "w"])
-    stripped = helper.make_graph(
-        network,
-        graph.name,
-        [float_input],
-        list(graph.output),
-        [t for t in graph.initializer if t.name in used],
-    )
-    return helper.make_model(stripped, opset_imports=list(model.opset_import))
-
-
 @pytest.fixture
 def host_prepared(tmp_path: Path) -> Path:
     """The shipped model directory as the exporter leaves it, before preparation moves in."""
@@ -147,7 +129,7 @@ def host_prepared(tmp_path: Path) -> Path:
     int8 = manifest.int8_model()
     shas = {}
     for file in (manifest.file, int8.file):
-        data = _without_preparation(onnx.load(str(SHIPPED / file))).SerializeToString()
+        data = without_preparation(onnx.load(str(SHIPPED / file))).SerializeToString()
         (tmp_path / file).write_bytes(data)
         shas[file] = hashlib.sha256(data).hexdigest()
     content["sha256"] = shas[manifest.file]
@@ -187,11 +169,46 @@ def test_moving_preparation_into_the_graph_keeps_the_minutiae(
     )
 
 
-def test_a_model_already_prepared_in_its_graph_is_refused(tmp_path: Path) -> None:
+def _network(model: onnx.ModelProto) -> list[tuple[str, list[str], list[str]]]:
+    nodes = [n for n in model.graph.node if not n.name.startswith(PREFIX)]
+    return [(n.op_type, list(n.input), list(n.output)) for n in nodes]
+
+
+def _with_an_older_preparation(path: Path) -> None:
+    """Stand in for an earlier version's preparation: one more node on the way out."""
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        node.output[:] = [PREFIX + "earlier" if o == PREFIX + "output" else o for o in node.output]
+    extra = helper.make_node("Identity", [PREFIX + "earlier"], [PREFIX + "output"], PREFIX + "old")
+    model.graph.node.insert(0, extra)
+    path.write_bytes(model.SerializeToString())
+
+
+def test_a_graph_prepared_directory_gets_this_codes_preparation_and_keeps_its_network(
+    tmp_path: Path,
+) -> None:
     for name in ("manifest.json", "minutiae.onnx", "minutiae.int8.onnx"):
         shutil.copy(SHIPPED / name, tmp_path / name)
-    with pytest.raises(ValueError, match="already prepares"):
-        prepare_model_dir(tmp_path, None, "test")
+    images = [FingerGenerator(seed=11).impression_image(i, 0) for i in range(2)]
+    found = [MinutiaeExtractor.load(SHIPPED).extract(image, 500.0) for image in images]
+    networks = {}
+    for name in ("minutiae.onnx", "minutiae.int8.onnx"):
+        networks[name] = _network(onnx.load(str(tmp_path / name)))
+        _with_an_older_preparation(tmp_path / name)
+
+    sha256 = prepare_model_dir(tmp_path, "9.9.10", "replace")
+
+    nodes, _ = preparation_graph("image", PREFIX + "output", "flattened", 8)
+    for name, network in networks.items():
+        model = onnx.load(str(tmp_path / name))
+        assert _network(model) == network
+        prepared = [n.op_type for n in model.graph.node if n.name.startswith(PREFIX)]
+        assert prepared == [n.op_type for n in nodes]
+    content = json.loads((tmp_path / "manifest.json").read_text())
+    assert content["sha256"] == sha256 == content["int8"]["quantised_from"]
+    assert content["preparation_replaced_by"] == "replace"
+    after = MinutiaeExtractor.load(tmp_path)  # the checksums hold
+    assert all(_close(f, after.extract(i, 500.0)) for f, i in zip(found, images, strict=True))
     with pytest.raises(ValueError, match="already prepares"):
         with_preparation(onnx.load(str(tmp_path / "minutiae.onnx")), "flattened", 8)
 

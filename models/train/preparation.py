@@ -6,12 +6,13 @@ and without the interpreter between the passes. The graph takes the resampled ui
 reproduces ``flatten_background`` then ``standardise``: the background level is the same integer
 (Pillow's Gaussian blur is three box blurs per axis in 24-bit fixed point, done here in int64),
 and what follows agrees with numpy to float rounding (the image's mean and variance are summed
-in double here, pairwise in float32 by numpy).
+by rows in float32 and then in double here, pairwise in float32 by numpy).
 
     python -m models.train.preparation --model-dir DIR
 
 moves an exported model directory's preparation into its graphs (fp32 and, when listed, int8),
-leaving the network's operators and weights as they were.
+or replaces the preparation they have with this module's, leaving the network's operators and
+weights as they were.
 """
 
 from __future__ import annotations
@@ -117,7 +118,9 @@ def _background_gain(g: _Graph, image: str) -> str:
     # MaxPool leaves out what lies past the edge, as repeating the edge would for a maximum.
     tiles = g.op("MaxPool", image, kernel_shape=[block, block], strides=[block, block], ceil_mode=1)
     window = 2 * reach + 1
-    level = g.op("MaxPool", tiles, kernel_shape=[window, window], pads=[reach] * 4)
+    # one window in two passes, a row then a column, costs less than the square at once
+    rows = g.op("MaxPool", tiles, kernel_shape=[1, window], pads=[0, reach, 0, reach])
+    level = g.op("MaxPool", rows, kernel_shape=[window, 1], pads=[reach, 0, reach, 0])
     smooth = g.op("Cast", level, to=TensorProto.INT64)
     radius = _box_radius(BACKGROUND_SMOOTHING, BLUR_PASSES)
     for axis in (3, 3, 3, 2, 2, 2):  # Pillow blurs the rows three times, then the columns
@@ -151,8 +154,12 @@ def _upsample(g: _Graph, grid: str, factor: int, axis: int) -> str:
     return g.op("Reshape", stacked, g.op("Concat", *parts, axis=0))
 
 
-def _mean64(g: _Graph, x: str) -> str:
-    return g.op("ReduceMean", g.op("Cast", x, to=TensorProto.DOUBLE), keepdims=1)
+def _mean(g: _Graph, x: str) -> str:
+    """The mean of ``x``: each row's in float32, then theirs in double (cheaper than casting
+    every pixel to double)."""
+    rows = g.op("ReduceMean", x, axes=[3], keepdims=1)
+    mean = g.op("ReduceMean", g.op("Cast", rows, to=TensorProto.DOUBLE), axes=[2], keepdims=1)
+    return g.op("Cast", mean, to=TensorProto.FLOAT)
 
 
 def preparation_graph(
@@ -169,11 +176,11 @@ def preparation_graph(
             gain = _upsample(g, gain, BACKGROUND_BLOCK, axis)
         gain = g.op("Slice", gain, g.const([0, 0], np.int64), sides, g.const([2, 3], np.int64))
         levels = g.op("Min", g.op("Mul", levels, gain), g.const(255.0, np.float32))
-    # float32 sums in ONNX Runtime's order drifted from numpy's pairwise ones by up to 5e-4 of
-    # a standard deviation on corpus images; summed in double they agree to float rounding
-    mean = g.op("Cast", _mean64(g, levels), to=TensorProto.FLOAT)
-    centred = g.op("Sub", levels, mean)
-    variance = g.op("Cast", _mean64(g, g.op("Mul", centred, centred)), to=TensorProto.FLOAT)
+    # one float32 sum over the whole image in ONNX Runtime's order drifted from numpy's pairwise
+    # ones by up to 5e-4 of a standard deviation on corpus images; rows in float32, then their
+    # means in double, agree to float rounding, as the whole image in double did
+    centred = g.op("Sub", levels, _mean(g, levels))
+    variance = _mean(g, g.op("Mul", centred, centred))
     spread = g.op("Max", g.op("Sqrt", variance), g.const(MIN_STD, np.float32))
     standard = g.op("Div", centred, spread)
     # bottom and right padding up to the multiple: (-side) mod multiple, Python's sign rule
@@ -227,6 +234,27 @@ def with_preparation(
     return model
 
 
+def without_preparation(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` with its preparation graph taken off: the network, taking the
+    prepared float input under the image input's name."""
+    model = _copy(model)
+    graph = model.graph
+    if not any(node.name.startswith(PREFIX) for node in graph.node):
+        raise ValueError("the model does not prepare its input")
+    source = graph.input[0]
+    network = [node for node in graph.node if not node.name.startswith(PREFIX)]
+    for node in network:
+        node.input[:] = [source.name if name == PREFIX + "output" else name for name in node.input]
+    del graph.node[:]
+    graph.node.extend(network)
+    weights = [t for t in graph.initializer if not t.name.startswith(PREFIX)]
+    del graph.initializer[:]
+    graph.initializer.extend(weights)
+    source.type.tensor_type.elem_type = TensorProto.FLOAT
+    onnx.checker.check_model(model)
+    return model
+
+
 def input_spec(name: str, background: Background, size_multiple: int) -> dict[str, Any]:
     """The manifest's ``input`` for a network behind the preparation graph."""
     levels = (
@@ -252,9 +280,12 @@ def input_spec(name: str, background: Background, size_multiple: int) -> dict[st
 
 
 def prepare_file(path: Path, background: Background, size_multiple: int) -> str:
-    """Rewrite the ONNX network at ``path`` behind the preparation; returns its sha256."""
-    model = with_preparation(onnx.load(str(path)), background, size_multiple)
-    data = model.SerializeToString()
+    """Rewrite the ONNX network at ``path`` behind this code's preparation, in place of the one
+    it has if any; returns its sha256."""
+    model = onnx.load(str(path))
+    if any(node.name.startswith(PREFIX) for node in model.graph.node):
+        model = without_preparation(model)
+    data = with_preparation(model, background, size_multiple).SerializeToString()
     partial = path.with_suffix(".partial")
     partial.write_bytes(data)
     os.chmod(partial, 0o644)  # a model holds no personal data
@@ -263,12 +294,11 @@ def prepare_file(path: Path, background: Background, size_multiple: int) -> str:
 
 
 def prepare_model_dir(model_dir: Path, version: str | None, command: str) -> str:
-    """Move a model directory's preparation into its graphs, fp32 and int8 alike, and record
-    it in the manifest; returns the fp32 model's new sha256."""
+    """Put this code's input preparation in a model directory's graphs, fp32 and int8 alike,
+    moving it from the host or replacing an earlier graph's, and record it in the manifest;
+    returns the fp32 model's new sha256. The network's operators and weights are untouched."""
     manifest = load_manifest(model_dir)
     spec = manifest.input
-    if spec.preparation == "graph":
-        raise ValueError(f"{model_dir / MANIFEST_NAME}: the model already prepares its input")
     int8 = manifest.int8_model() if manifest.int8 is not None else None
     if int8 is not None and int8.quantised_from != manifest.sha256:
         raise ValueError(f"{model_dir / MANIFEST_NAME}: the int8 model is stale")
@@ -278,7 +308,8 @@ def prepare_model_dir(model_dir: Path, version: str | None, command: str) -> str
     content["input"] = input_spec(spec.name, spec.background, spec.size_multiple)
     if version is not None:
         content["version"] = version
-    content["preparation_moved_into_graph_by"] = command
+    moved = spec.preparation == "host"
+    content["preparation_moved_into_graph_by" if moved else "preparation_replaced_by"] = command
     if int8 is not None:
         int8_sha256 = prepare_file(model_dir / int8.file, spec.background, spec.size_multiple)
         content["int8"] = {**content["int8"], "sha256": int8_sha256, "quantised_from": sha256}
@@ -289,7 +320,8 @@ def prepare_model_dir(model_dir: Path, version: str | None, command: str) -> str
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m models.train.preparation",
-        description="Move a model directory's input preparation into its ONNX graphs.",
+        description="Put this code's input preparation into a model directory's ONNX graphs "
+        "(from the host, or in place of an earlier graph's).",
     )
     parser.add_argument("--model-dir", type=Path, required=True, help="holds manifest.json")
     parser.add_argument("--version", help="the manifest's new version (the files change)")
