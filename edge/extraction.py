@@ -140,7 +140,7 @@ class Manifest(BaseModel):
             raise ManifestError(f"malformed manifest: {_first_error(exc, 'int8')}") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays have no single truth value to compare by
 class Candidates:
     """Decoded minutiae in the model's frame (resampled image pixels), strongest first: entry
     ``i`` of every array is one minutia."""
