@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageFilter
+from PIL import Image
 
 MIN_STD = 1.0  # grey levels; keeps a blank image from being blown up into noise
 # Background flattening at 500 ppi. The brightest pixel of a 4 x 4 block, then of 5 x 5 blocks
@@ -14,6 +14,7 @@ MIN_STD = 1.0  # grey levels; keeps a blank image from being blown up into noise
 BACKGROUND_BLOCK = 4
 BACKGROUND_REACH = 2  # blocks either side
 BACKGROUND_SMOOTHING = 2.0  # Gaussian sigma, blocks
+SMOOTHING_REACH = 6  # the Gaussian's taps either side, in blocks: three sigmas
 
 
 def resample(pixels: NDArray[np.uint8], ppi: float, target_ppi: float) -> NDArray[np.uint8]:
@@ -71,14 +72,34 @@ def _upsample(grid: NDArray[np.float32], factor: int, axis: int) -> NDArray[np.f
     return np.moveaxis(out, 0, axis)
 
 
+def smoothing_taps() -> NDArray[np.float32]:
+    """The background level's Gaussian, one axis: sampled, cut at ``SMOOTHING_REACH``,
+    normalised. The model graph (models.train.preparation) smooths with the same taps."""
+    offsets = np.arange(-SMOOTHING_REACH, SMOOTHING_REACH + 1, dtype=np.float64)
+    taps = np.exp(-0.5 * (offsets / BACKGROUND_SMOOTHING) ** 2)
+    normalised: NDArray[np.float32] = (taps / taps.sum()).astype(np.float32)
+    return normalised
+
+
+def _smooth(values: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Separable Gaussian smoothing (rows, then columns), edges repeated, in float32."""
+    height, width = values.shape
+    taps = smoothing_taps()
+    padded = np.pad(values, SMOOTHING_REACH, mode="edge")
+    rows = taps[0] * padded[:, :width]
+    for k in range(1, len(taps)):
+        rows += taps[k] * padded[:, k : k + width]
+    smooth: NDArray[np.float32] = taps[0] * rows[:height]
+    for k in range(1, len(taps)):
+        smooth += taps[k] * rows[k : k + height]
+    return smooth
+
+
 def background_gain(pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
     """Per pixel, 255 over the local brightness of the valleys and the empty platen."""
     height, width = pixels.shape
     tiles = _window_max(_block_max(pixels, BACKGROUND_BLOCK), BACKGROUND_REACH)
-    smooth = Image.fromarray(np.ascontiguousarray(tiles)).filter(
-        ImageFilter.GaussianBlur(BACKGROUND_SMOOTHING)
-    )
-    level = np.maximum(np.asarray(smooth, dtype=np.float32), np.float32(1.0))
+    level = np.maximum(_smooth(tiles.astype(np.float32)), np.float32(1.0))
     gain: NDArray[np.float32] = (255.0 / level).astype(np.float32)
     full = _upsample(_upsample(gain, BACKGROUND_BLOCK, 0), BACKGROUND_BLOCK, 1)
     return full[:height, :width]

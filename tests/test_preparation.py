@@ -185,32 +185,36 @@ def _with_an_older_preparation(path: Path) -> None:
 
 
 def test_a_graph_prepared_directory_gets_this_codes_preparation_and_keeps_its_network(
-    tmp_path: Path,
+    host_prepared: Path, tmp_path: Path
 ) -> None:
+    prepared = tmp_path / "graph"
+    prepared.mkdir()
     for name in ("manifest.json", "minutiae.onnx", "minutiae.int8.onnx"):
-        shutil.copy(SHIPPED / name, tmp_path / name)
-    images = [FingerGenerator(seed=11).impression_image(i, 0) for i in range(2)]
-    found = [MinutiaeExtractor.load(SHIPPED).extract(image, 500.0) for image in images]
+        shutil.copy(SHIPPED / name, prepared / name)
     networks = {}
     for name in ("minutiae.onnx", "minutiae.int8.onnx"):
-        networks[name] = _network(onnx.load(str(tmp_path / name)))
-        _with_an_older_preparation(tmp_path / name)
+        networks[name] = _network(onnx.load(str(prepared / name)))
+        _with_an_older_preparation(prepared / name)
 
-    sha256 = prepare_model_dir(tmp_path, "9.9.10", "replace")
+    sha256 = prepare_model_dir(prepared, "9.9.10", "replace")
 
     nodes, _ = preparation_graph("image", PREFIX + "output", "flattened", 8)
     for name, network in networks.items():
-        model = onnx.load(str(tmp_path / name))
+        model = onnx.load(str(prepared / name))
         assert _network(model) == network
-        prepared = [n.op_type for n in model.graph.node if n.name.startswith(PREFIX)]
-        assert prepared == [n.op_type for n in nodes]
-    content = json.loads((tmp_path / "manifest.json").read_text())
+        ours = [n.op_type for n in model.graph.node if n.name.startswith(PREFIX)]
+        assert ours == [n.op_type for n in nodes]
+    content = json.loads((prepared / "manifest.json").read_text())
     assert content["sha256"] == sha256 == content["int8"]["quantised_from"]
     assert content["preparation_replaced_by"] == "replace"
-    after = MinutiaeExtractor.load(tmp_path)  # the checksums hold
-    assert all(_close(f, after.extract(i, 500.0)) for f, i in zip(found, images, strict=True))
+    # the same network prepared on the host by edge.preprocess finds what the new graph finds
+    images = [FingerGenerator(seed=11).impression_image(i, 0) for i in range(2)]
+    on_host = MinutiaeExtractor.load(host_prepared)
+    after = MinutiaeExtractor.load(prepared)  # the checksums hold
+    for image in images:
+        assert _close(on_host.extract(image, 500.0), after.extract(image, 500.0))
     with pytest.raises(ValueError, match="already prepares"):
-        with_preparation(onnx.load(str(tmp_path / "minutiae.onnx")), "flattened", 8)
+        with_preparation(onnx.load(str(prepared / "minutiae.onnx")), "flattened", 8)
 
 
 def test_the_host_and_graph_paths_feed_the_model_what_its_manifest_says() -> None:

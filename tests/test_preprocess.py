@@ -11,7 +11,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from PIL import Image
 
-from edge.preprocess import _block_max, _upsample, _window_max, flatten_background, standardise
+from edge.preprocess import (
+    BACKGROUND_SMOOTHING,
+    _block_max,
+    _smooth,
+    _upsample,
+    _window_max,
+    flatten_background,
+    smoothing_taps,
+    standardise,
+)
 from hil.fingers import FingerGenerator
 
 images = arrays(
@@ -73,6 +82,28 @@ def test_block_max_is_the_brightest_pixel_of_each_tile(
         assert (
             value == image[row * block : (row + 1) * block, col * block : (col + 1) * block].max()
         )
+
+
+def test_the_background_level_is_smoothed_by_a_normalised_gaussian_of_two_blocks() -> None:
+    taps = smoothing_taps()
+    offsets = np.arange(len(taps)) - len(taps) // 2
+    assert np.isclose(taps.sum(), 1.0)
+    assert np.isclose(np.sqrt((taps * offsets**2).sum()), BACKGROUND_SMOOTHING, rtol=0.02)
+    impulse = np.zeros((31, 33), dtype=np.float32)
+    impulse[15, 16] = 1.0
+    spread = _smooth(impulse)
+    reach = len(taps) // 2
+    window = spread[15 - reach : 16 + reach, 16 - reach : 17 + reach]
+    assert np.allclose(window, np.outer(taps, taps), atol=1e-7)
+    assert np.isclose(spread.sum(), 1.0)
+
+
+def test_smoothing_repeats_the_edges_so_a_ramp_stays_level_at_its_ends() -> None:
+    ramp = np.tile(np.arange(20, dtype=np.float32), (9, 1))
+    smooth = _smooth(ramp)
+    assert np.allclose(smooth[:, 8:12], ramp[:, 8:12], atol=1e-4)  # linear inside: unchanged
+    assert smooth[0, 0] > 0.0 and smooth[0, -1] < 19.0  # the repeated edge pulls the ends in
+    assert np.allclose(smooth, smooth[0])  # every row alike: columns of equal values stay equal
 
 
 def test_a_grey_uneven_platen_comes_out_white_with_the_ridges_still_dark(

@@ -3,10 +3,9 @@
 ``edge.preprocess`` prepares an image in about a dozen full-size numpy passes (1.3-3.2 ms of a
 388 x 374 extraction on the build machine); ONNX Runtime runs the same arithmetic in one call
 and without the interpreter between the passes. The graph takes the resampled uint8 image and
-reproduces ``flatten_background`` then ``standardise``: the background level is the same integer
-(Pillow's Gaussian blur is three box blurs per axis in 24-bit fixed point, done here in int64),
-and what follows agrees with numpy to float rounding (the image's mean and variance are summed
-by rows in float32 and then in double here, pairwise in float32 by numpy).
+reproduces ``flatten_background`` then ``standardise`` to float rounding: the background level is
+smoothed with the same Gaussian taps (``edge.preprocess.smoothing_taps``), and the image's mean and
+variance are summed by rows in float32 and then in double here, pairwise in float32 by numpy.
 
     python -m models.train.preparation --model-dir DIR
 
@@ -32,26 +31,17 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.extraction import MANIFEST_NAME, Background, ModelError, load_manifest
-from edge.preprocess import BACKGROUND_BLOCK, BACKGROUND_REACH, BACKGROUND_SMOOTHING, MIN_STD
+from edge.preprocess import (
+    BACKGROUND_BLOCK,
+    BACKGROUND_REACH,
+    MIN_STD,
+    SMOOTHING_REACH,
+    smoothing_taps,
+)
 from models.train.manifest_file import write_manifest
 
 PREFIX = "prepare/"  # every node and initializer of the preparation is named under it
-BLUR_PASSES = 3  # Pillow's ImageFilter.GaussianBlur
-_FIXED_ONE = 1 << 24  # Pillow's box blur weights are fractions of this
 _LAST = np.iinfo(np.int64).max  # a Slice end meaning "to the end"
-
-
-def _box_radius(sigma: float, passes: int) -> float:
-    """The fractional box radius Pillow uses for a Gaussian of ``sigma`` (single precision,
-    as its C code computes it; after Gwosdek et al., "Theoretical foundations of Gaussian
-    convolution by extended box filtering", 2011)."""
-    f = np.float32
-    sigma2 = f(sigma) * f(sigma) / f(passes)
-    length = f(np.sqrt(12.0 * float(sigma2) + 1.0))
-    whole = f(np.floor((float(length) - 1.0) / 2.0))
-    fraction = (f(2) * whole + f(1)) * (whole * (whole + f(1)) - f(3) * sigma2)
-    fraction /= f(6) * (sigma2 - (whole + f(1)) * (whole + f(1)))
-    return float(whole + fraction)
 
 
 class _Graph:
@@ -85,47 +75,21 @@ class _Graph:
         )
 
 
-def _box_pass(g: _Graph, x: str, axis: int, radius: float) -> str:
-    """One pass of Pillow's box blur along ``axis`` of an int64 tensor, edges repeated."""
-    whole = int(radius)
-    inner = 2 * whole + 1
-    weight = int(_FIXED_ONE / (radius * 2 + 1))
-    far_weight = (_FIXED_ONE - inner * weight) // 2
-    pads = [0] * 8
-    pads[axis] = pads[axis + 4] = whole + 1
-    padded = g.op("Pad", x, g.const(pads, np.int64), mode="edge")
-    span = inner + 2  # padded length minus the output's
-
-    def shifted(k: int) -> str:  # the output's length, starting k into the padding
-        return g.slice(padded, k, k - (span - 1) if k < span - 1 else _LAST, axis)
-
-    total = shifted(1)
-    for k in range(2, inner + 1):
-        total = g.op("Add", total, shifted(k))
-    far = g.op("Add", shifted(0), shifted(inner + 1))
-    bulk = g.op(
-        "Add",
-        g.op("Mul", total, g.const(weight, np.int64)),
-        g.op("Mul", far, g.const(far_weight, np.int64)),
-    )
-    rounded = g.op("Add", bulk, g.const(_FIXED_ONE // 2, np.int64))
-    return g.op("Div", rounded, g.const(_FIXED_ONE, np.int64))  # non-negative: floors
-
-
 def _background_gain(g: _Graph, image: str) -> str:
-    """255 over the blurred local valley level, one value per background block (float)."""
+    """255 over the smoothed local valley level, one value per background block (float)."""
     block, reach = BACKGROUND_BLOCK, BACKGROUND_REACH
     # MaxPool leaves out what lies past the edge, as repeating the edge would for a maximum.
     tiles = g.op("MaxPool", image, kernel_shape=[block, block], strides=[block, block], ceil_mode=1)
     window = 2 * reach + 1
     # one window in two passes, a row then a column, costs less than the square at once
-    rows = g.op("MaxPool", tiles, kernel_shape=[1, window], pads=[0, reach, 0, reach])
-    level = g.op("MaxPool", rows, kernel_shape=[window, 1], pads=[reach, 0, reach, 0])
-    smooth = g.op("Cast", level, to=TensorProto.INT64)
-    radius = _box_radius(BACKGROUND_SMOOTHING, BLUR_PASSES)
-    for axis in (3, 3, 3, 2, 2, 2):  # Pillow blurs the rows three times, then the columns
-        smooth = _box_pass(g, smooth, axis, radius)
-    brightness = g.op("Max", g.op("Cast", smooth, to=TensorProto.FLOAT), g.const(1.0, np.float32))
+    across = g.op("MaxPool", tiles, kernel_shape=[1, window], pads=[0, reach, 0, reach])
+    level = g.op("MaxPool", across, kernel_shape=[window, 1], pads=[reach, 0, reach, 0])
+    taps = smoothing_taps()
+    pads = [0, 0, SMOOTHING_REACH, SMOOTHING_REACH] * 2
+    padded = g.op("Pad", level, g.const(pads, np.int64), mode="edge")
+    rows = g.op("Conv", padded, g.const(taps.reshape(1, 1, 1, -1), np.float32))
+    smooth = g.op("Conv", rows, g.const(taps.reshape(1, 1, -1, 1), np.float32))
+    brightness = g.op("Max", smooth, g.const(1.0, np.float32))
     return g.op("Div", g.const(255.0, np.float32), brightness)
 
 
@@ -250,6 +214,11 @@ def without_preparation(model: onnx.ModelProto) -> onnx.ModelProto:
     weights = [t for t in graph.initializer if not t.name.startswith(PREFIX)]
     del graph.initializer[:]
     graph.initializer.extend(weights)
+    # a quantiser's shape inference records the preparation's tensors too; a new preparation
+    # may reuse their names for other types
+    known = [v for v in graph.value_info if not v.name.startswith(PREFIX)]
+    del graph.value_info[:]
+    graph.value_info.extend(known)
     source.type.tensor_type.elem_type = TensorProto.FLOAT
     onnx.checker.check_model(model)
     return model
