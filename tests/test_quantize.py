@@ -20,6 +20,7 @@ from edge.extraction import HEAD_CHANNELS, MinutiaeExtractor, load_manifest
 from hil.fingers import FingerGenerator
 from models.train.data import RawImage
 from models.train.preparation import PREFIX as PREPARATION
+from models.train.preparation import with_preparation, without_preparation
 from models.train.quantize import (
     INT8_FILE,
     Recipe,
@@ -126,15 +127,19 @@ def test_quantisation_needs_calibration_images(tmp_path: Path) -> None:
 
 
 def test_the_leading_convolutions_the_head_and_the_average_after_it_stay_fp32() -> None:
-    model = onnx.load(str(SHIPPED / "minutiae.onnx"))
+    network = without_preparation(onnx.load(str(SHIPPED / "minutiae.onnx")))
+    model = with_preparation(network, "flattened", 8)  # this code's preparation
     weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    # the network's convolutions: the preparation before it has some of its own
+    convs = [n for n in network.graph.node if n.op_type == "Conv"]
+    assert len(convs) < sum(n.op_type == "Conv" for n in model.graph.node)
     # the head is the convolution that makes the seven output channels, wherever it sits
     (head,) = (n.name for n in convs if weights[n.input[1]][0] == len(HEAD_CHANNELS))
     stem, first_depthwise = convs[0].name, convs[1].name
     assert weights[convs[0].input[1]][1] == 1  # the stem reads the one-channel image
     kept = fp32_nodes(model, Recipe())
     assert {n for n in kept if n in {c.name for c in convs}} == {stem, first_depthwise, head}
+    assert weights[convs[1].input[1]][1] == 1  # the first depthwise: one input channel per group
     # the half-turn average after the head: slices, products and the sum of the two views
     convolutions_kept = {stem, first_depthwise, head}
     after_head = [n for n in kept if n not in convolutions_kept and not n.startswith(PREPARATION)]

@@ -111,13 +111,17 @@ def fp32_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
     for i, sources in enumerate(inputs):
         for source in sources:
             users[source].add(i)
-    convolutions = [i for i, node in enumerate(nodes) if node.op_type == "Conv"]
+    # the input preparation's arithmetic (models.train.preparation) is exact, or nearly, in fp32;
+    # its own convolutions (the background's smoothing) are not the network's
+    preparation = {i for i, node in enumerate(nodes) if node.name.startswith(PREPARATION)}
+    convolutions = [
+        i for i, node in enumerate(nodes) if node.op_type == "Conv" and i not in preparation
+    ]
 
     def count(indices: set[int]) -> int:
-        return sum(nodes[i].op_type == "Conv" for i in indices)
+        return sum(nodes[i].op_type == "Conv" for i in indices - preparation)
 
-    # the input preparation's arithmetic (models.train.preparation) is exact, or nearly, in fp32
-    kept = {i for i, node in enumerate(nodes) if node.name.startswith(PREPARATION)}
+    kept = set(preparation)
     kept |= {i for i in convolutions if count(_closure(i, inputs)) < recipe.leading_fp32}
     if recipe.head_fp32:
         heads = {i for i in convolutions if not count(_closure(i, users))}
