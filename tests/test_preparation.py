@@ -30,6 +30,7 @@ from edge.preprocess import flatten_background, standardise
 from hil.fingers import FingerGenerator
 from models.train.preparation import (
     PREFIX,
+    PREPARED,
     main,
     preparation_graph,
     prepare_model_dir,
@@ -178,8 +179,8 @@ def _with_an_older_preparation(path: Path) -> None:
     """Stand in for an earlier version's preparation: one more node on the way out."""
     model = onnx.load(str(path))
     for node in model.graph.node:
-        node.output[:] = [PREFIX + "earlier" if o == PREFIX + "output" else o for o in node.output]
-    extra = helper.make_node("Identity", [PREFIX + "earlier"], [PREFIX + "output"], PREFIX + "old")
+        node.output[:] = [PREFIX + "earlier" if o == PREPARED else o for o in node.output]
+    extra = helper.make_node("Identity", [PREFIX + "earlier"], [PREPARED], PREFIX + "old")
     model.graph.node.insert(0, extra)
     path.write_bytes(model.SerializeToString())
 
@@ -198,7 +199,7 @@ def test_a_graph_prepared_directory_gets_this_codes_preparation_and_keeps_its_ne
 
     sha256 = prepare_model_dir(prepared, "9.9.10", "replace")
 
-    nodes, _ = preparation_graph("image", PREFIX + "output", "flattened", 8)
+    nodes, _ = preparation_graph("image", PREPARED, "flattened", 8)
     for name, network in networks.items():
         model = onnx.load(str(prepared / name))
         assert _network(model) == network

@@ -41,6 +41,7 @@ from edge.preprocess import (
 from models.train.manifest_file import write_manifest
 
 PREFIX = "prepare/"  # every node and initializer of the preparation is named under it
+PREPARED = PREFIX + "output"  # the preparation's result, the network's input
 _LAST = np.iinfo(np.int64).max  # a Slice end meaning "to the end"
 
 
@@ -154,6 +155,11 @@ def preparation_graph(
     return g.nodes, g.initializers
 
 
+def prepares_input(model: onnx.ModelProto) -> bool:
+    """Whether ``model``'s graph holds a preparation in front of its network."""
+    return any(node.name.startswith(PREFIX) for node in model.graph.node)
+
+
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     copied = onnx.ModelProto()
     copied.CopyFrom(model)
@@ -168,13 +174,12 @@ def with_preparation(
     graph = network.graph
     if len(graph.input) != 1:
         raise ValueError(f"expected a network with one input, it has {len(graph.input)}")
-    if any(node.name.startswith(PREFIX) for node in graph.node):
+    if prepares_input(network):
         raise ValueError("the network already prepares its input")
     source = graph.input[0]
-    prepared = PREFIX + "output"
     for node in graph.node:
-        node.input[:] = [prepared if name == source.name else name for name in node.input]
-    nodes, initializers = preparation_graph(source.name, prepared, background, size_multiple)
+        node.input[:] = [PREPARED if name == source.name else name for name in node.input]
+    nodes, initializers = preparation_graph(source.name, PREPARED, background, size_multiple)
     dims = source.type.tensor_type.shape.dim
     image = helper.make_tensor_value_info(
         source.name, TensorProto.UINT8, [d.dim_param or d.dim_value for d in dims]
@@ -203,12 +208,12 @@ def without_preparation(model: onnx.ModelProto) -> onnx.ModelProto:
     prepared float input under the image input's name."""
     model = _copy(model)
     graph = model.graph
-    if not any(node.name.startswith(PREFIX) for node in graph.node):
+    if not prepares_input(model):
         raise ValueError("the model does not prepare its input")
     source = graph.input[0]
     network = [node for node in graph.node if not node.name.startswith(PREFIX)]
     for node in network:
-        node.input[:] = [source.name if name == PREFIX + "output" else name for name in node.input]
+        node.input[:] = [source.name if name == PREPARED else name for name in node.input]
     del graph.node[:]
     graph.node.extend(network)
     weights = [t for t in graph.initializer if not t.name.startswith(PREFIX)]
@@ -252,7 +257,7 @@ def prepare_file(path: Path, background: Background, size_multiple: int) -> str:
     """Rewrite the ONNX network at ``path`` behind this code's preparation, in place of the one
     it has if any; returns its sha256."""
     model = onnx.load(str(path))
-    if any(node.name.startswith(PREFIX) for node in model.graph.node):
+    if prepares_input(model):
         model = without_preparation(model)
     data = with_preparation(model, background, size_multiple).SerializeToString()
     partial = path.with_suffix(".partial")
