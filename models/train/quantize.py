@@ -117,9 +117,10 @@ def fp32_nodes(model: onnx.ModelProto, recipe: Recipe) -> list[str]:
     convolutions = [
         i for i, node in enumerate(nodes) if node.op_type == "Conv" and i not in preparation
     ]
+    network_convolutions = set(convolutions)
 
     def count(indices: set[int]) -> int:
-        return sum(nodes[i].op_type == "Conv" for i in indices - preparation)
+        return len(indices & network_convolutions)
 
     kept = set(preparation)
     kept |= {i for i in convolutions if count(_closure(i, inputs)) < recipe.leading_fp32}
