@@ -58,6 +58,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FingerBoxSpec(_Strict):
+    """What a graph that runs its network on the finger only keeps (models.train.preparation):
+    the cells whose prepared values spread by more than ``min_spread`` (the image's is 1),
+    widened by ``margin`` pixels; the heads outside it say "no minutia, not on the finger"."""
+
+    min_spread: Annotated[float, Field(gt=0, lt=1)]
+    margin: Annotated[int, Field(ge=0, le=MAX_SIDE)]
+
+
 class InputSpec(_Strict):
     name: str
     layout: Literal["NCHW"]
@@ -70,12 +79,19 @@ class InputSpec(_Strict):
     # "graph": the model takes the resampled uint8 image and does what edge.preprocess would
     # (models.train.preparation); manifests written before it existed mean "host".
     preparation: Literal["host", "graph"] = "host"
+    # descriptive, as background is for a graph's preparation: the graph does the cropping
+    finger_box: FingerBoxSpec | None = None
 
     @model_validator(mode="after")
     def _dtype_matches_preparation(self) -> InputSpec:
         expected = "uint8" if self.preparation == "graph" else "float32"
         if self.dtype != expected:
             raise ValueError(f"a model prepared on the {self.preparation} takes {expected}")
+        if self.finger_box is not None:
+            if self.preparation != "graph":
+                raise ValueError("only a graph that prepares its input crops to the finger")
+            if self.finger_box.margin % self.size_multiple:
+                raise ValueError("the finger box's margin must be whole cells (size_multiple)")
         return self
 
 
@@ -127,6 +143,14 @@ class Manifest(BaseModel):
     # Checked only when the int8 model is asked for (int8_model), so that a damaged entry for
     # the optional model does not stop the fp32 one from loading.
     int8: Any = None
+
+    @model_validator(mode="after")
+    def _box_in_head_cells(self) -> Manifest:
+        # the graph crops on size_multiple's cells and pads the heads back by as many cells
+        box = self.input.finger_box
+        if box is not None and self.decoding.cell_size != self.input.size_multiple:
+            raise ValueError("a finger box needs the heads' cell size to be size_multiple")
+        return self
 
     def int8_model(self) -> Int8Spec:
         """The validated ``int8`` entry."""

@@ -197,7 +197,7 @@ def test_a_graph_prepared_directory_gets_this_codes_preparation_and_keeps_its_ne
         networks[name] = _network(onnx.load(str(prepared / name)))
         _with_an_older_preparation(prepared / name)
 
-    sha256 = prepare_model_dir(prepared, "9.9.10", "replace")
+    sha256 = prepare_model_dir(prepared, "9.9.10", "replace", None)
 
     nodes, _ = preparation_graph("image", PREPARED, "flattened", 8)
     for name, network in networks.items():

@@ -11,7 +11,9 @@ variance are summed by rows in float32 and then in double here, pairwise in floa
 
 moves an exported model directory's preparation into its graphs (fp32 and, when listed, int8),
 or replaces the preparation they have with this module's, leaving the network's operators and
-weights as they were.
+weights as they were. With ``--finger-box`` the graph also cuts the prepared image to the finger's
+box (``finger_box_graph``), runs the network on that alone, and puts its heads back into the whole
+image's grid (``restoring_graph``): the network's cost follows the finger, not the platen.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.extraction import MANIFEST_NAME, Background, ModelError, load_manifest
+from edge.extraction import (
+    MANIFEST_NAME,
+    Background,
+    FingerBoxSpec,
+    ModelError,
+    load_manifest,
+)
 from edge.preprocess import (
     BACKGROUND_BLOCK,
     BACKGROUND_REACH,
@@ -42,18 +50,27 @@ from models.train.manifest_file import write_manifest
 
 PREFIX = "prepare/"  # every node and initializer of the preparation is named under it
 PREPARED = PREFIX + "output"  # the preparation's result, the network's input
+WHOLE = PREFIX + "whole"  # with a finger box: the prepared image before it is cut to the box
+HEADS = PREFIX + "heads"  # with a finger box: the network's heads for the box alone
+BOX_PADS = PREFIX + "box/pads"  # with a finger box: cells from the box's heads to the image's
+# the logit a finger box's graph gives every head outside the box: sigmoid(-30) is 1e-13, so
+# no cell there is a minutia or on the finger whatever the decoding's thresholds
+NO_MINUTIA = -30.0
+# the finger box a model gets unless told otherwise: chosen before any figure was seen with it
+DEFAULT_FINGER_BOX = FingerBoxSpec(min_spread=0.3, margin=32)
 _LAST = np.iinfo(np.int64).max  # a Slice end meaning "to the end"
 
 
 class _Graph:
     """Nodes and constants of the preparation, with names under ``PREFIX``."""
 
-    def __init__(self) -> None:
+    def __init__(self, stem: str = "") -> None:
+        self.stem = PREFIX + stem
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
 
     def _name(self, kind: str) -> str:
-        return f"{PREFIX}{kind}_{len(self.nodes) + len(self.initializers)}"
+        return f"{self.stem}{kind}_{len(self.nodes) + len(self.initializers)}"
 
     def const(self, value: Any, dtype: type) -> str:
         name = self._name("const")
@@ -155,6 +172,58 @@ def preparation_graph(
     return g.nodes, g.initializers
 
 
+def finger_box_graph(
+    prepared: str, output: str, box: FingerBoxSpec, cell: int
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes that cut the prepared image ``prepared`` (sides whole ``cell``s) to the finger's box
+    as ``output``, and give ``BOX_PADS``, the cells around the box in ONNX Pad's order.
+
+    The box is the rows and columns of cells whose values spread by more than
+    ``box.min_spread`` (the whole image's spread is 1 after standardising), widened by
+    ``box.margin`` pixels and kept inside the image; with no such cell it is the whole image.
+    The cut keeps the whole image's standardisation, as the network's training crops do."""
+    if box.margin % cell:
+        raise ValueError(f"the finger box's margin must be whole cells of {cell} pixels")
+    g = _Graph("box/")
+    pool: dict[str, Any] = {"kernel_shape": [cell, cell], "strides": [cell, cell]}
+    mean = g.op("AveragePool", prepared, **pool)
+    square = g.op("AveragePool", g.op("Mul", prepared, prepared), **pool)
+    variance = g.op("Sub", square, g.op("Mul", mean, mean))
+    limit = g.const(box.min_spread**2, np.float32)
+    textured = g.op("Cast", g.op("Greater", variance, limit), to=TensorProto.FLOAT)
+    grid = g.op("Shape", mean)  # 1, 1, rows, cols
+    reach = g.const([box.margin // cell], np.int64)
+    one = g.const([1], np.int64)
+    starts, ends, before, after = [], [], [], []
+    for axis, across in ((2, 3), (3, 2)):
+        lines = g.op("ReduceMax", textured, axes=[across], keepdims=0)  # 1, 1, cells
+        # the first and last textured cells; with none, ArgMax gives 0 and the last cell
+        first = g.op("ArgMax", lines, axis=2, keepdims=0)
+        last = g.op("ArgMax", lines, axis=2, keepdims=0, select_last_index=1)
+        first, last = (g.op("Reshape", line, one) for line in (first, last))
+        count = g.slice(grid, axis, axis + 1, 0)
+        start = g.op("Max", g.op("Sub", first, reach), g.const([0], np.int64))
+        end = g.op("Min", g.op("Add", g.op("Add", last, one), reach), count)
+        starts.append(start)
+        ends.append(end)
+        before.append(start)
+        after.append(g.op("Sub", count, end))
+    width = g.const([cell], np.int64)
+    pixels = [g.op("Mul", g.op("Concat", *cells, axis=0), width) for cells in (starts, ends)]
+    g.op("Slice", prepared, *pixels, g.const([2, 3], np.int64), output=output)
+    zeros = g.const([0, 0], np.int64)
+    g.op("Concat", zeros, *before, zeros, *after, axis=0, output=BOX_PADS)
+    return g.nodes, g.initializers
+
+
+def restoring_graph(heads: str, output: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes that put the box's ``heads`` back into the whole image's grid as ``output``, every
+    cell outside the box saying no minutia and not on the finger."""
+    g = _Graph("restore/")
+    g.op("Pad", heads, BOX_PADS, g.const(NO_MINUTIA, np.float32), output=output)
+    return g.nodes, g.initializers
+
+
 def prepares_input(model: onnx.ModelProto) -> bool:
     """Whether ``model``'s graph holds a preparation in front of its network."""
     return any(node.name.startswith(PREFIX) for node in model.graph.node)
@@ -167,25 +236,39 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def with_preparation(
-    network: onnx.ModelProto, background: Background, size_multiple: int
+    network: onnx.ModelProto,
+    background: Background,
+    size_multiple: int,
+    finger_box: FingerBoxSpec | None = None,
 ) -> onnx.ModelProto:
-    """A copy of ``network`` (float input) behind the preparation graph, taking a uint8 image."""
+    """A copy of ``network`` (float input) behind the preparation graph, taking a uint8 image;
+    with ``finger_box``, the network runs on the finger's box alone."""
     network = _copy(network)
     graph = network.graph
-    if len(graph.input) != 1:
-        raise ValueError(f"expected a network with one input, it has {len(graph.input)}")
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise ValueError("expected a network with one input and one output")
     if prepares_input(network):
         raise ValueError("the network already prepares its input")
     source = graph.input[0]
     for node in graph.node:
         node.input[:] = [PREPARED if name == source.name else name for name in node.input]
-    nodes, initializers = preparation_graph(source.name, PREPARED, background, size_multiple)
+    whole = PREPARED if finger_box is None else WHOLE
+    nodes, initializers = preparation_graph(source.name, whole, background, size_multiple)
+    after: list[onnx.NodeProto] = []
+    if finger_box is not None:
+        box_nodes, box_constants = finger_box_graph(WHOLE, PREPARED, finger_box, size_multiple)
+        heads = graph.output[0].name
+        for node in graph.node:
+            node.output[:] = [HEADS if name == heads else name for name in node.output]
+        after, restore_constants = restoring_graph(HEADS, heads)
+        nodes += box_nodes
+        initializers += box_constants + restore_constants
     dims = source.type.tensor_type.shape.dim
     image = helper.make_tensor_value_info(
         source.name, TensorProto.UINT8, [d.dim_param or d.dim_value for d in dims]
     )
     merged = helper.make_graph(
-        nodes + list(graph.node),
+        nodes + list(graph.node) + after,
         graph.name,
         [image],
         list(graph.output),
@@ -199,6 +282,7 @@ def with_preparation(
         producer_name=network.producer_name,
         producer_version=network.producer_version,
     )
+    model.metadata_props.extend(network.metadata_props)  # the quantiser's record, for one
     onnx.checker.check_model(model)
     return model
 
@@ -211,9 +295,11 @@ def without_preparation(model: onnx.ModelProto) -> onnx.ModelProto:
     if not prepares_input(model):
         raise ValueError("the model does not prepare its input")
     source = graph.input[0]
+    heads = graph.output[0].name
     network = [node for node in graph.node if not node.name.startswith(PREFIX)]
     for node in network:
         node.input[:] = [source.name if name == PREPARED else name for name in node.input]
+        node.output[:] = [heads if name == HEADS else name for name in node.output]
     del graph.node[:]
     graph.node.extend(network)
     weights = [t for t in graph.initializer if not t.name.startswith(PREFIX)]
@@ -229,7 +315,12 @@ def without_preparation(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def input_spec(name: str, background: Background, size_multiple: int) -> dict[str, Any]:
+def input_spec(
+    name: str,
+    background: Background,
+    size_multiple: int,
+    finger_box: FingerBoxSpec | None = None,
+) -> dict[str, Any]:
     """The manifest's ``input`` for a network behind the preparation graph."""
     levels = (
         "divides out the background (grey level * 255 / local valley brightness, as "
@@ -237,7 +328,7 @@ def input_spec(name: str, background: Background, size_multiple: int) -> dict[st
         if background == "flattened"
         else ""
     )
-    return {
+    spec: dict[str, Any] = {
         "name": name,
         "layout": "NCHW",
         "dtype": "uint8",
@@ -245,21 +336,36 @@ def input_spec(name: str, background: Background, size_multiple: int) -> dict[st
         "itself (models.train.preparation) "
         + levels
         + "standardises ((pixel - mean(image)) / max(std(image), 1)) and zero-pads "
-        "bottom/right to a multiple of size_multiple",
+        "bottom/right to a multiple of size_multiple"
+        + (
+            "; the network then runs on the finger's box only (finger_box: the cells whose "
+            "standardised values spread by more than min_spread, widened by margin pixels), "
+            "and every head outside it is a logit of -30"
+            if finger_box is not None
+            else ""
+        ),
         "target_ppi": 500.0,
         "size_multiple": size_multiple,
         "background": background,
         "preparation": "graph",
     }
+    if finger_box is not None:
+        spec["finger_box"] = finger_box.model_dump()
+    return spec
 
 
-def prepare_file(path: Path, background: Background, size_multiple: int) -> str:
+def prepare_file(
+    path: Path,
+    background: Background,
+    size_multiple: int,
+    finger_box: FingerBoxSpec | None = None,
+) -> str:
     """Rewrite the ONNX network at ``path`` behind this code's preparation, in place of the one
     it has if any; returns its sha256."""
     model = onnx.load(str(path))
     if prepares_input(model):
         model = without_preparation(model)
-    data = with_preparation(model, background, size_multiple).SerializeToString()
+    data = with_preparation(model, background, size_multiple, finger_box).SerializeToString()
     partial = path.with_suffix(".partial")
     partial.write_bytes(data)
     os.chmod(partial, 0o644)  # a model holds no personal data
@@ -267,25 +373,31 @@ def prepare_file(path: Path, background: Background, size_multiple: int) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def prepare_model_dir(model_dir: Path, version: str | None, command: str) -> str:
+def prepare_model_dir(
+    model_dir: Path, version: str | None, command: str, finger_box: FingerBoxSpec | None
+) -> str:
     """Put this code's input preparation in a model directory's graphs, fp32 and int8 alike,
     moving it from the host or replacing an earlier graph's, and record it in the manifest;
-    returns the fp32 model's new sha256. The network's operators and weights are untouched."""
+    returns the fp32 model's new sha256. The network's operators and weights are untouched.
+    With ``finger_box`` the network runs on the finger's box only."""
     manifest = load_manifest(model_dir)
     spec = manifest.input
     int8 = manifest.int8_model() if manifest.int8 is not None else None
     if int8 is not None and int8.quantised_from != manifest.sha256:
         raise ValueError(f"{model_dir / MANIFEST_NAME}: the int8 model is stale")
-    sha256 = prepare_file(model_dir / manifest.file, spec.background, spec.size_multiple)
+    if finger_box is not None and manifest.decoding.cell_size != spec.size_multiple:
+        raise ValueError("a finger box needs the heads' cell size to be size_multiple")
+    shape = (spec.background, spec.size_multiple, finger_box)
+    sha256 = prepare_file(model_dir / manifest.file, *shape)
     content = json.loads((model_dir / MANIFEST_NAME).read_text())
     content["sha256"] = sha256
-    content["input"] = input_spec(spec.name, spec.background, spec.size_multiple)
+    content["input"] = input_spec(spec.name, *shape)
     if version is not None:
         content["version"] = version
     moved = spec.preparation == "host"
     content["preparation_moved_into_graph_by" if moved else "preparation_replaced_by"] = command
     if int8 is not None:
-        int8_sha256 = prepare_file(model_dir / int8.file, spec.background, spec.size_multiple)
+        int8_sha256 = prepare_file(model_dir / int8.file, *shape)
         content["int8"] = {**content["int8"], "sha256": int8_sha256, "quantised_from": sha256}
     write_manifest(model_dir / MANIFEST_NAME, content)
     return sha256
@@ -299,13 +411,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--model-dir", type=Path, required=True, help="holds manifest.json")
     parser.add_argument("--version", help="the manifest's new version (the files change)")
+    box = parser.add_mutually_exclusive_group()
+    box.add_argument(
+        "--finger-box",
+        action="store_true",
+        help="run the network on the finger's box only (default: as the manifest says)",
+    )
+    box.add_argument(
+        "--whole-image", action="store_true", help="run the network on the whole image"
+    )
+    parser.add_argument(
+        "--box-min-spread",
+        type=float,
+        default=DEFAULT_FINGER_BOX.min_spread,
+        help="with --finger-box: a cell's least spread of standardised values "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--box-margin",
+        type=int,
+        default=DEFAULT_FINGER_BOX.margin,
+        help="with --finger-box: pixels around the cells, whole cells (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     try:
         command = "python -m models.train.preparation " + shlex.join(
             sys.argv[1:] if argv is None else argv
         )
-        sha256 = prepare_model_dir(args.model_dir, args.version, command)
-    except (ValueError, OSError, ModelError) as exc:
+        finger_box = load_manifest(args.model_dir).input.finger_box
+        if args.finger_box:
+            finger_box = FingerBoxSpec(min_spread=args.box_min_spread, margin=args.box_margin)
+        elif args.whole_image:
+            finger_box = None
+        sha256 = prepare_model_dir(args.model_dir, args.version, command, finger_box)
+    except (ValueError, OSError, ModelError) as exc:  # pydantic's ValidationError included
         parser.error(str(exc))
     print(f"{args.model_dir}: preparation in the graph (sha256 {sha256})", file=sys.stderr)
     return 0
