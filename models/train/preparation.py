@@ -13,7 +13,8 @@ moves an exported model directory's preparation into its graphs (fp32 and, when 
 or replaces the preparation they have with this module's, leaving the network's operators and
 weights as they were. With ``--finger-box`` the graph also cuts the prepared image to the finger's
 box (``finger_box_graph``), runs the network on that alone, and puts its heads back into the whole
-image's grid (``restoring_graph``): the network's cost follows the finger, not the platen.
+image's grid (``restoring_graph``), so that the network's cost can follow the finger rather than
+the platen (at the default settings it saved no time on FVC2002 DB1: see the model card).
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ def finger_box_graph(
     grid = g.op("Shape", mean)  # 1, 1, rows, cols
     reach = g.const([box.margin // cell], np.int64)
     one = g.const([1], np.int64)
-    starts, ends, before, after = [], [], [], []
+    starts, ends, after = [], [], []
     for axis, across in ((2, 3), (3, 2)):
         lines = g.op("ReduceMax", textured, axes=[across], keepdims=0)  # 1, 1, cells
         # the first and last textured cells; with none, ArgMax gives 0 and the last cell
@@ -206,13 +207,12 @@ def finger_box_graph(
         end = g.op("Min", g.op("Add", g.op("Add", last, one), reach), count)
         starts.append(start)
         ends.append(end)
-        before.append(start)
         after.append(g.op("Sub", count, end))
     width = g.const([cell], np.int64)
     pixels = [g.op("Mul", g.op("Concat", *cells, axis=0), width) for cells in (starts, ends)]
     g.op("Slice", prepared, *pixels, g.const([2, 3], np.int64), output=output)
     zeros = g.const([0, 0], np.int64)
-    g.op("Concat", zeros, *before, zeros, *after, axis=0, output=BOX_PADS)
+    g.op("Concat", zeros, *starts, zeros, *after, axis=0, output=BOX_PADS)
     return g.nodes, g.initializers
 
 
