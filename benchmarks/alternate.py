@@ -18,7 +18,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -27,6 +26,7 @@ from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, get_args  # noqa: E402
 
+from benchmarks.report import write_report  # noqa: E402
 from edge.extraction import MinutiaeExtractor, ModelError, Precision  # noqa: E402
 from models.train.data import DATABASE_PPI, RawImage, load_raw_corpus  # noqa: E402
 
@@ -111,10 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{row['ratio']:.3f} | {row['extractions_each']} |"
         )
         print(lines[-1])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}/results.json, results.md", file=sys.stderr)
+    write_report(out, results, lines)
     return 0
 
 

@@ -12,7 +12,6 @@ the median per-round ratio of windowed to whole-image time.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.report import write_report
 from models.train.augment import ImageBank, cell_targets, sample_crops
 from models.train.loop import TrainConfig, sampling_weights, step_losses
 from models.train.net import MinutiaeNet
@@ -71,11 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = prepare(args, args.holdout, args.labels)
     config = run.config
     bank = ImageBank.build(run.images, sampling_weights(run.images, config.synthetic_fraction))
-    state = {
-        mode: (model, torch.optim.AdamW(model.parameters(), lr=1e-3), torch.Generator())
-        for mode in MODES
-        for model in [MinutiaeNet(config.width).to(memory_format=torch.channels_last)]  # type: ignore[call-overload]
-    }
+    state = {}
+    for mode in MODES:
+        model = MinutiaeNet(config.width).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        state[mode] = (model, torch.optim.AdamW(model.parameters(), lr=1e-3), torch.Generator())
     for mode, (model, optimiser, generator) in state.items():  # first calls allocate
         generator.manual_seed(config.seed)
         one_step(bank, config, model, optimiser, generator, MODES[mode])
@@ -129,10 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {part} | {row['whole_s']:.3f} | {row['windowed_s']:.3f} | {row['ratio']:.3f} |"
         )
         print(lines[-1])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}/results.json, results.md", file=sys.stderr)
+    write_report(out, results, lines)
     return 0
 
 
